@@ -1,0 +1,1 @@
+"""Test support: real servers and engines behind fixtures, never mocks."""
