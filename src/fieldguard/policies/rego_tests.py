@@ -68,6 +68,8 @@ UNSUPPORTED_BUILTIN_PREFIXES = ("io.jwt.", "crypto.", "graphql.", "rego.metadata
 
 TEST_ENGINES = ("regorus", "opa-embedded")
 
+_IDENT = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+
 
 # -- results ---------------------------------------------------------------
 
@@ -103,8 +105,13 @@ class TestCase:
 
     @property
     def path(self) -> str:
-        """The full rule path as ``opa test`` names it, e.g. ``data.p.test_x``."""
-        return f"data.{self.package}.{self.name}"
+        """The full rule ref as ``opa test`` names it, e.g. ``data.p.test_x``.
+
+        Package parts that are not identifiers are bracketed
+        (``data.a["b-c"].test_x``) so the path stays a valid Rego ref.
+        """
+        parts = [p if _IDENT.fullmatch(p) else json.dumps([p]) for p in self.package.split(".")]
+        return "data." + ".".join(parts).replace(".[", "[") + "." + self.name
 
     @property
     def location(self) -> str:
