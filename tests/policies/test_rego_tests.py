@@ -257,3 +257,13 @@ def test_quoted_package_parts_run_on_opa() -> None:
     (case,) = discover_tests(ps)
     assert case.path == 'data.a["b-c"].test_q'
     assert run_tests(ps, engine="opa-embedded").summary() == "1 passed, 0 failed"
+
+
+@pytest.mark.parametrize("engine", ENGINES)
+def test_a_test_whose_value_is_a_set_of_objects_passes(engine: str) -> None:
+    ps = PolicySet.from_sources([("s.rego", 'package s\ntest_set contains {"a": 1}\n'
+                                  'test_obj := {"a": {{"b": 1}}}\n')])
+    # test_set is a partial set rule, not a test; test_obj holds a set of objects,
+    # which regorus cannot hand to Python as a set
+    assert [r.name for r in run_tests(ps, engine=engine).results] == ["test_obj"]
+    assert run_tests(ps, engine=engine).ok

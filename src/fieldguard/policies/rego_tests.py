@@ -59,6 +59,7 @@ __all__ = [
     "check_policy",
     "compile_problems",
     "discover_tests",
+    "package_of",
     "run_tests",
     "unsupported_builtins",
 ]
@@ -68,6 +69,7 @@ UNSUPPORTED_BUILTIN_PREFIXES = ("io.jwt.", "crypto.", "graphql.", "rego.metadata
 
 TEST_ENGINES = ("regorus", "opa-embedded")
 
+_REGORUS_UNDEFINED = '"<undefined>"'  # what eval_rule_as_json answers for undefined
 _IDENT = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 
 
@@ -312,6 +314,27 @@ def _regex_tests(module: Module) -> Iterator[TestCase]:
         yield TestCase(package, m["name"], module.path, line)
 
 
+def package_of(module: Module) -> str | None:
+    """The dotted package of ``module`` (``data.`` dropped), None if it has none.
+
+    Example:
+        >>> package_of(Module("p.rego", "package fieldguard.plan\\nx := 1\\n"))
+        'fieldguard.plan'
+    """
+    with _quiet_backtraces():
+        engine = regorus.Engine()
+        try:
+            engine.add_policy(module.path, module.text)
+            (entry,) = json.loads(engine.get_ast_as_json())
+            parts = _ref_parts(entry["ast"]["package"]["refr"])
+        except Exception:  # unparsable alone: read the package line instead
+            pkg = _PACKAGE_LINE.search(module.text)
+            return _QUOTED_PART.sub(r".\1", pkg["pkg"]).removeprefix("data.") if pkg else None
+    if parts is None:
+        return None
+    return ".".join(parts[1:] if parts[0] == "data" else parts)
+
+
 def discover_tests(policy: PolicySet) -> list[TestCase]:
     """Find the ``test_*``/``todo_*`` rules of every module in ``policy``.
 
@@ -401,7 +424,9 @@ def _run_regorus(
             start = time.perf_counter_ns()
             error: str | None = None
             try:
-                value = engine.eval_rule(case.path)
+                # As JSON: eval_rule cannot return sets of objects to Python.
+                raw = engine.eval_rule_as_json(case.path)
+                value = None if raw == _REGORUS_UNDEFINED else json.loads(raw)
             except Exception as exc:
                 status, error = TestStatus.ERROR, _one_line(clean_error(str(exc)))
             else:
