@@ -1,0 +1,70 @@
+# Client app contracts (policies/clients.yaml): which apps may call, for which
+# purposes, and which coordinates they may read. A request outside its
+# contract is denied as a whole: partial answers would hide the breach from
+# the partner and from the audit.
+package fieldguard.clients
+
+import rego.v1
+
+import data.fieldguard.purposes
+import data.fieldguard.util
+
+apps := object.get(data.policy, ["clients", "apps"], {})
+
+contract := apps[util.app]
+
+# No app named (direct/first-party call without an app id): no contract applies.
+allows_coordinate(_) if not util.app
+
+allows_coordinate(c) if {
+	some pattern in util.array_or_empty(object.get(contract, "coordinates", []))
+	matches(pattern, c)
+}
+
+matches("*", _) := true
+
+matches(pattern, c) if pattern == c
+
+matches(pattern, c) if {
+	endswith(pattern, ".*")
+	startswith(c, trim_suffix(pattern, "*"))
+}
+
+reasons contains {
+	"code": "client.malformed",
+	"message": "client app must be a non-empty string or null",
+} if util.app_malformed
+
+reasons contains {
+	"code": "client.unknown",
+	"message": sprintf("client app %s has no contract", [util.app]),
+} if {
+	util.app
+	not contract
+}
+
+reasons contains {
+	"code": "client.revoked",
+	"message": sprintf("the contract of client app %s has been revoked", [util.app]),
+} if contract.revoked == true
+
+reasons contains {
+	"code": "client.purpose",
+	"message": sprintf("client app %s is not contracted for purpose %v", [util.app, purposes.purpose_label]),
+} if {
+	contract
+	not object.get(contract, "revoked", false) == true
+	not purpose_allowed
+}
+
+purpose_allowed if purposes.purpose_name in util.array_or_empty(object.get(contract, "purposes", []))
+
+reasons contains {
+	"code": "client.coordinate",
+	"message": sprintf("client app %s is not contracted to read %s", [util.app, concat(", ", sort(outside))]),
+} if {
+	contract
+	not object.get(contract, "revoked", false) == true
+	outside := {c | some c in util.coordinates; not allows_coordinate(c)}
+	count(outside) > 0
+}

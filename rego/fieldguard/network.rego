@@ -1,0 +1,42 @@
+# Network deny list (policies/network.yaml): requests from ranges known for
+# scraping are refused before any data is read. The message stays generic
+# (clients see it); the matched range and its reason go to the audit record in
+# `rule`.
+package fieldguard.network
+
+import rego.v1
+
+import data.fieldguard.util
+
+deny_list := util.array_or_empty(object.get(data.policy, ["network", "deny"], []))
+
+reasons contains {
+	"code": "network.blocked",
+	"message": "requests from this network are blocked",
+	"rule": sprintf("%s: %s", [entry.cidr, object.get(entry, "reason", "")]),
+} if {
+	ip := util.client_ip
+	util.valid_ip(ip)
+	some entry in deny_list
+	net.cidr_contains(entry.cidr, ip)
+}
+
+# An address that does not parse cannot be checked against the deny list:
+# refuse (fail closed) rather than skip the check.
+reasons contains {
+	"code": "network.malformed_ip",
+	"message": "the client address is not a valid IP address",
+} if {
+	ip := util.client_ip
+	not util.valid_ip(ip)
+}
+
+# Anonymous callers are counted by address; without one no quota could apply
+# to them, so an integration that forgets the address refuses them.
+reasons contains {
+	"code": "network.unidentified",
+	"message": "anonymous requests need a client address",
+} if {
+	not util.authenticated
+	not util.client_ip
+}
