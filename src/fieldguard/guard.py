@@ -1,0 +1,557 @@
+"""The guard: shared configuration, and one :class:`Session` per request.
+
+A :class:`Guard` is built once at startup (engine, maskers, audit sink,
+optional limiter) and checks its configuration then. Every request gets its
+own :class:`Session`, which holds all per-request state: the plan, the
+memo of object decisions, the exposure tally. Plugins and adapters are thin
+layers that feed a session with what their framework knows.
+
+Engine calls per request: one ``plan``, plus one ``objects`` call per batch
+that contains an object *shape* (type, relation to the caller, the attributes
+the policy reads) not seen before in this request. Shapes are few (a thousand
+users with three privacy settings are a handful), so the count does not grow
+with the size of the response.
+
+Example:
+    >>> from fieldguard.policies.source import PolicySet
+    >>> rego = '''package fieldguard
+    ... plan := {"allow": true, "outcome": "allow", "status": 200,
+    ...          "fields": {f.coordinate: {"effect": "allow"} | some f in input.fields}}
+    ... objects := {"objects": [{"visible": true, "fields": {}} | some _ in input.objects]}
+    ... '''
+    >>> guard = Guard(policy=PolicySet.from_sources([("p.rego", rego)]))
+    >>> caller = Caller(Subject("u1"), Client("198.51.100.7"))
+    >>> session = guard.session(caller)
+    >>> plan = session.decide(Operation("rest", "query", "GET /users",
+    ...                                 fields={"User.name": 1}))
+    >>> plan.effect("User.name").effect, session.engine_calls
+    ('allow', 1)
+"""
+
+from __future__ import annotations
+
+import enum
+import json
+import threading
+import time
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from fieldguard.audit.events import AuditEvent, Exposure
+from fieldguard.audit.sinks import AuditSink
+from fieldguard.context import Caller, Client, Subject
+from fieldguard.errors import (
+    AccessDenied,
+    AccessError,
+    BadRequest,
+    ChallengeRequired,
+    ConfigurationError,
+    EngineError,
+    FieldGuardError,
+    QuotaExceeded,
+    StorageError,
+)
+from fieldguard.masking import MaskerRegistry
+from fieldguard.policies.contract import (
+    OBJECTS_PATH,
+    PLAN_PATH,
+    FieldEffect,
+    ObjectVerdict,
+    Plan,
+    parse_objects,
+)
+from fieldguard.policies.engine import DEFAULT_ENGINE_URL, Engine, engine_from_url
+from fieldguard.policies.source import PolicySet, load_policy_set
+
+
+@dataclass(frozen=True)
+class TypeSpec:
+    """How the objects decision sees one object type (``classification.types``).
+
+    Attributes:
+        name: the type name.
+        subject: attribute naming the data subject (for the audit trail).
+        owner: attribute compared with the caller's id (relation ``self``).
+        attrs: attributes the object rules read: the deduplication key.
+    """
+
+    name: str
+    subject: str | None = None
+    owner: str | None = None
+    attrs: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class Classification:
+    """The parts of ``data.policy.classification`` Python needs.
+
+    Attributes:
+        types: object types that get per-object decisions.
+        tags: classification tags per coordinate (data overrides code).
+        default_tags: tags of coordinates not listed.
+    """
+
+    types: Mapping[str, TypeSpec] = field(default_factory=dict)
+    tags: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
+    default_tags: tuple[str, ...] = ("public",)
+
+    @classmethod
+    def from_policy(cls, policy: PolicySet | None) -> Classification:
+        """Read the classification from a policy's data (empty when absent).
+
+        Raises:
+            ConfigurationError: the classification data has the wrong shape.
+        """
+        raw = policy.policy_data.get("classification", {}) if policy else {}
+        if not isinstance(raw, Mapping):
+            raise ConfigurationError("policies/classification: expected a mapping")
+        types: dict[str, TypeSpec] = {}
+        for name, spec in (raw.get("types") or {}).items():
+            if not isinstance(spec, Mapping):
+                raise ConfigurationError(f"classification.types.{name}: expected a mapping")
+            attrs = spec.get("attrs") or []
+            if not isinstance(attrs, list) or not all(isinstance(a, str) for a in attrs):
+                raise ConfigurationError(f"classification.types.{name}.attrs: list of names")
+            types[name] = TypeSpec(name, spec.get("subject"), spec.get("owner"), tuple(attrs))
+        tags = {
+            coord: tuple(spec.get("tags") or ())
+            for coord, spec in (raw.get("coordinates") or {}).items()
+            if isinstance(spec, Mapping)
+        }
+        return cls(types, tags, tuple(raw.get("default_tags") or ("public",)))
+
+    def tags_for(self, coordinate: str, code_tags: Iterable[str] = ()) -> tuple[str, ...]:
+        """Tags of ``coordinate``: the data's, else the code's, else the defaults."""
+        if coordinate in self.tags:
+            return self.tags[coordinate]
+        code = tuple(code_tags)
+        return code or self.default_tags
+
+    def is_personal(self, coordinate: str, code_tags: Iterable[str] = ()) -> bool:
+        """True when the coordinate carries any tag other than ``public``."""
+        return any(t != "public" for t in self.tags_for(coordinate, code_tags))
+
+
+@dataclass
+class Operation:
+    """What one request asks for, as the plan sees it.
+
+    Attributes:
+        protocol: ``graphql`` or ``rest``.
+        type: ``query``, ``mutation`` or ``subscription``.
+        name: the operation name or route.
+        fields: occurrences per coordinate.
+        complexity: depth, aliases, fields, cost, max_list.
+        code_tags: tags from code annotations, per coordinate.
+        probed_ids: ids asked for by argument (enumeration signal).
+        introspection: the operation reads the schema.
+    """
+
+    protocol: str
+    type: str
+    name: str | None
+    fields: Mapping[str, int] = field(default_factory=dict)
+    complexity: Mapping[str, int] = field(default_factory=dict)
+    code_tags: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
+    probed_ids: tuple[str, ...] = ()
+    introspection: bool = False
+
+
+class FailMode(enum.Enum):
+    """What a failed objects decision does to the affected values."""
+
+    DENY = "deny"  # null + error on each affected value; objects hidden
+    REJECT = "reject"  # the whole request fails
+
+
+class Guard:
+    """Shared, immutable enforcement configuration.
+
+    Args:
+        engine: an :class:`Engine` or an engine URL (default ``regorus://``).
+        policy: the policy to load; by default ``rego_dir`` + ``data_dir``.
+        rego_dir: Rego modules (default ``rego``).
+        data_dir: policy data (default ``policies``).
+        maskers: masker registry (built-ins by default).
+        audit: sink for one event per decided operation; a sink that fails
+            turns the response into an error (nothing unaudited is released).
+        limiter: quota ledger (``fieldguard.limits.Limiter``) or None.
+        object_fail_mode: what a failed objects decision does.
+        engine_options: passed to :func:`engine_from_url`.
+
+    Raises:
+        ConfigurationError: bad engine URL, policy that does not compile,
+            malformed classification, or a masker the policy data names but
+            nobody registered.
+    """
+
+    def __init__(
+        self,
+        engine: Engine | str = DEFAULT_ENGINE_URL,
+        *,
+        policy: PolicySet | None = None,
+        rego_dir: str = "rego",
+        data_dir: str = "policies",
+        maskers: MaskerRegistry | None = None,
+        audit: AuditSink | None = None,
+        limiter: Any = None,
+        object_fail_mode: FailMode = FailMode.DENY,
+        engine_options: Mapping[str, Any] | None = None,
+    ) -> None:
+        if policy is None and isinstance(engine, str):
+            policy = load_policy_set(rego_dir, data_dir)
+        if isinstance(engine, str):
+            engine = engine_from_url(engine, policy, **dict(engine_options or {}))
+        elif policy is not None:
+            engine.load(policy)
+        if not isinstance(engine, Engine):
+            raise ConfigurationError(f"{engine!r} is not a fieldguard Engine")
+        self.engine = engine
+        self.maskers = maskers or MaskerRegistry()
+        self.audit = audit
+        self.limiter = limiter
+        self.object_fail_mode = FailMode(object_fail_mode)
+        self._policy = policy
+        self._class_lock = threading.Lock()
+        self._classification: tuple[str, Classification] = ("", Classification())
+        self.classification()  # validate now, not on the first request
+        self._check_maskers(policy)
+
+    def _check_maskers(self, policy: PolicySet | None) -> None:
+        coords = policy.policy_data.get("classification", {}) if policy else {}
+        names = {
+            spec["mask"]
+            for spec in (coords.get("coordinates") or {}).values()
+            if isinstance(spec, Mapping) and isinstance(spec.get("mask"), str)
+        }
+        self.maskers.check(names)
+
+    def current_policy(self) -> PolicySet | None:
+        """The policy now serving, when the engine exposes it (hot reload)."""
+        live = getattr(self.engine, "policy", None)
+        return live if isinstance(live, PolicySet) else self._policy
+
+    def classification(self) -> Classification:
+        """The classification of the policy now serving (cached per revision)."""
+        revision = self.engine.revision
+        cached_rev, cached = self._classification
+        if cached_rev == revision and revision:
+            return cached
+        with self._class_lock:
+            fresh = Classification.from_policy(self.current_policy())
+            self._classification = (revision, fresh)
+            return fresh
+
+    def session(self, caller: Caller) -> Session:
+        """A new per-request session for ``caller``."""
+        return Session(self, caller)
+
+
+_HIDDEN = ObjectVerdict(False, {})
+
+
+def _jsonable(value: Any) -> Any:
+    if value is None or isinstance(value, str | int | float | bool):
+        return value
+    if isinstance(value, enum.Enum):
+        return _jsonable(value.value)
+    if isinstance(value, Mapping):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    if isinstance(value, list | tuple | set | frozenset):
+        items = [_jsonable(v) for v in value]
+        return sorted(items, key=repr) if isinstance(value, set | frozenset) else items
+    if hasattr(value, "__dict__"):
+        return {k: _jsonable(v) for k, v in vars(value).items() if not k.startswith("_")}
+    return str(value)
+
+
+def read_attr(obj: Any, name: str) -> Any:
+    """``obj[name]`` for mappings, else ``getattr(obj, name, None)``."""
+    if isinstance(obj, Mapping):
+        return obj.get(name)
+    return getattr(obj, name, None)
+
+
+class Session:
+    """All state of one request. Never share a session between requests.
+
+    Attributes:
+        caller: who is asking.
+        plan: the plan, once :meth:`decide` ran.
+        exposure: what left the API so far.
+        engine_calls: evaluations made for this request.
+    """
+
+    def __init__(self, guard: Guard, caller: Caller) -> None:
+        self.guard = guard
+        self.caller = caller
+        self.classification = guard.classification()
+        self.plan: Plan | None = None
+        self.operation: Operation | None = None
+        self.exposure = Exposure()
+        self.engine_calls = 0
+        self.eval_ns = 0
+        self.objects_evaluated = 0
+        self.decision_id: str | None = caller.request_id
+        self.errors: list[str] = []
+        self._input: dict[str, Any] = {}
+        self._lock = threading.Lock()
+        self._by_shape: dict[str, ObjectVerdict] = {}
+        self._by_object: dict[int, tuple[Any, ObjectVerdict, str | None]] = {}
+        self._check_coords: dict[str, list[str]] = {}
+        self._usage: Any = None
+        self._started = time.perf_counter_ns()
+        self._finished = False
+
+    # -- the plan ------------------------------------------------------------
+
+    def plan_input(self, op: Operation) -> dict[str, Any]:
+        """The ``data.fieldguard.plan`` input for ``op``."""
+        cls = self.classification
+        doc = self.caller.as_input()
+        doc["operation"] = {
+            "protocol": op.protocol, "type": op.type, "name": op.name,
+            "introspection": op.introspection, "complexity": dict(op.complexity),
+        }
+        doc["fields"] = [
+            {"coordinate": c, "tags": list(cls.tags_for(c, op.code_tags.get(c, ()))),
+             "count": n}
+            for c, n in sorted(op.fields.items())
+        ]
+        doc["usage"] = {}
+        doc["signals"] = {}
+        return doc
+
+    def _read_usage(self, op: Operation, doc: dict[str, Any]) -> None:
+        limiter = self.guard.limiter
+        if limiter is None:
+            return
+        from fieldguard.limits import QuotaKeys
+
+        keys = QuotaKeys.from_request(
+            subject_id=self.caller.subject.id, app=self.caller.client.app,
+            ip=self.caller.client.ip,
+        )
+        usage = limiter.read(keys)
+        self._usage = (keys, usage)
+        doc.update(usage.as_input())
+
+    def decide(self, op: Operation) -> Plan:
+        """Ask the plan once for ``op`` and raise unless it allows.
+
+        Raises:
+            AccessDenied, QuotaExceeded, ChallengeRequired, BadRequest: the
+                plan refused, with its reasons.
+            EngineError: undefined, unavailable or malformed decision.
+            StorageError: quota storage failed (fail closed).
+        """
+        self.operation = op
+        doc = self.plan_input(op)
+        self._input = doc
+        try:
+            self._read_usage(op, doc)
+        except StorageError as exc:
+            self.errors.append(exc.code)
+            raise
+        decision = self.guard.engine.evaluate(PLAN_PATH, doc, decision_id=self.decision_id)
+        self.engine_calls += 1
+        self.eval_ns += decision.eval_ns
+        self.decision_id = decision.decision_id
+        try:
+            plan = Plan.parse(decision.require())
+        except EngineError as exc:
+            self.errors.append(exc.code)
+            raise
+        self.plan = plan
+        if not plan.allow:
+            err = self._refusal(plan)
+            self.errors.append(err.code)
+            raise err
+        self._check_coords = {}
+        for coord, eff in plan.fields.items():
+            if eff.effect == "check":
+                type_name = coord.split(".", 1)[0]
+                self._check_coords.setdefault(type_name, []).append(coord)
+        return plan
+
+    def _refusal(self, plan: Plan) -> AccessError:
+        msg = "; ".join(r.message for r in plan.reasons) or f"request {plan.outcome}"
+        kw: dict[str, Any] = {"reasons": plan.reasons, "decision_id": self.decision_id}
+        if plan.outcome == "throttle":
+            return QuotaExceeded(msg, retry_after=max(plan.retry_after, 1), **kw)
+        if plan.outcome == "challenge":
+            return ChallengeRequired(msg, **kw)
+        if plan.outcome == "invalid":
+            return BadRequest(msg, **kw)
+        return AccessDenied(msg, **kw)
+
+    def effect(self, coordinate: str) -> FieldEffect:
+        """The plan's effect for ``coordinate`` (deny before a plan exists)."""
+        if self.plan is None:
+            return FieldEffect("deny", reason="no plan")
+        return self.plan.effect(coordinate)
+
+    # -- objects -------------------------------------------------------------
+
+    def is_guarded_type(self, type_name: str) -> bool:
+        """True when objects of this type get per-object decisions."""
+        return type_name in self.classification.types
+
+    def _shape(self, spec: TypeSpec, obj: Any) -> tuple[str, dict[str, Any], str | None]:
+        subject_id = self.caller.subject.id
+        owner = read_attr(obj, spec.owner) if spec.owner else None
+        relation = "self" if subject_id is not None and owner is not None and \
+            str(owner) == subject_id else "other"
+        attrs = {a: _jsonable(read_attr(obj, a)) for a in spec.attrs}
+        item = {"type": spec.name, "relation": relation, "attrs": attrs}
+        key = json.dumps(item, sort_keys=True, separators=(",", ":"))
+        subject = read_attr(obj, spec.subject) if spec.subject else None
+        return key, item, (None if subject is None else str(subject))
+
+    def verdicts(self, type_name: str, objs: Sequence[Any]) -> list[ObjectVerdict]:
+        """Decide ``objs`` of one type in one batch (memoised per shape).
+
+        Raises:
+            EngineError: the objects decision failed (with ``REJECT`` mode, or
+                always: callers turn it into null/hidden values).
+        """
+        spec = self.classification.types[type_name]
+        shaped = [self._shape(spec, o) for o in objs]
+        with self._lock:
+            missing: dict[str, dict[str, Any]] = {}
+            for key, item, _ in shaped:
+                if key not in self._by_shape and key not in missing:
+                    missing[key] = item
+        if missing:
+            self._decide_shapes(type_name, missing)
+        out = []
+        with self._lock:
+            for obj, (key, _, subject) in zip(objs, shaped, strict=True):
+                verdict = self._by_shape.get(key, _HIDDEN)
+                self._by_object[id(obj)] = (obj, verdict, subject)
+                out.append(verdict)
+        return out
+
+    def _decide_shapes(self, type_name: str, missing: dict[str, dict[str, Any]]) -> None:
+        doc = {k: v for k, v in self._input.items() if k not in ("fields", "usage")}
+        doc["coordinates"] = self._check_coords.get(type_name, [])
+        doc["objects"] = list(missing.values())
+        decision = self.guard.engine.evaluate(
+            OBJECTS_PATH, doc, decision_id=self.decision_id
+        )
+        with self._lock:
+            self.engine_calls += 1
+            self.eval_ns += decision.eval_ns
+            self.objects_evaluated += len(missing)
+        try:
+            verdicts = parse_objects(decision.require(), len(missing))
+        except EngineError as exc:
+            with self._lock:
+                self.errors.append(exc.code)
+            raise
+        with self._lock:
+            for key, verdict in zip(missing, verdicts, strict=True):
+                self._by_shape[key] = verdict
+
+    def verdict_of(self, type_name: str, obj: Any) -> tuple[ObjectVerdict, str | None]:
+        """The verdict and data-subject id of one object (batch-decided
+        earlier when it came in a list; decided now otherwise)."""
+        hit = self._by_object.get(id(obj))
+        if hit is not None and hit[0] is obj:
+            return hit[1], hit[2]
+        self.verdicts(type_name, [obj])
+        hit = self._by_object[id(obj)]
+        return hit[1], hit[2]
+
+    def subject_of(self, type_name: str, obj: Any) -> str | None:
+        """The data-subject id of ``obj`` if its type names one."""
+        spec = self.classification.types.get(type_name)
+        if spec is None or spec.subject is None:
+            return None
+        hit = self._by_object.get(id(obj))
+        if hit is not None and hit[0] is obj:
+            return hit[2]
+        value = read_attr(obj, spec.subject)
+        return None if value is None else str(value)
+
+    # -- the end -------------------------------------------------------------
+
+    def charge(self, cost: int = 0) -> None:
+        """Charge what was actually exposed against the plan's quotas.
+
+        Raises:
+            StorageError: the quota store failed after the data was produced;
+                the caller must not release it.
+        """
+        limiter = self.guard.limiter
+        if limiter is None or self.plan is None or not self.plan.charges:
+            return
+        from fieldguard.limits import Exposure as Charged
+
+        ex = self.exposure.as_dict()
+        sensitive = sum(ex["released"].values()) + sum(ex["masked"].values())
+        op = self.operation
+        limiter.charge(
+            self.plan.charges,
+            Charged(records=self.exposure.records, subjects=frozenset(ex["subjects"]),
+                    sensitive=sensitive, cost=cost, requests=1,
+                    probed_ids=op.probed_ids if op else ()),
+        )
+
+    def finish(self, outcome: str | None = None) -> AuditEvent:
+        """Emit the audit event for this request (once) and return it.
+
+        Raises:
+            StorageError: the sink could not keep the record; the caller must
+                answer with an error instead of data.
+        """
+        plan = self.plan
+        final = outcome or (plan.outcome if plan else "unavailable")
+        event = AuditEvent(
+            decision_id=self.decision_id or "",
+            path=PLAN_PATH,
+            input=self._input,
+            result=dict(plan.raw) if plan else None,
+            revision=self.guard.engine.revision,
+            outcome=final,
+            engine=self.guard.engine.name,
+            exposure=self.exposure.as_dict(),
+            metrics={
+                "engine_calls": self.engine_calls,
+                "timer_eval_ns": self.eval_ns,
+                "objects_evaluated": self.objects_evaluated,
+                "timer_request_ns": time.perf_counter_ns() - self._started,
+            },
+            errors=sorted(set(self.errors)),
+            labels=dict(self.caller.labels),
+        )
+        if self._finished:
+            return event
+        self._finished = True
+        sink = self.guard.audit
+        if sink is not None:
+            try:
+                sink.emit(event)
+            except StorageError:
+                raise
+            except Exception as exc:  # a sink bug must not release unaudited data
+                raise StorageError(f"audit sink failed: {exc}", backend="audit") from exc
+        return event
+
+
+def error_code(exc: BaseException) -> str:
+    """The stable code of a fieldguard error, ``INTERNAL`` for anything else."""
+    return exc.code if isinstance(exc, FieldGuardError) else "INTERNAL"
+
+
+__all__ = [
+    "Classification",
+    "FailMode",
+    "Guard",
+    "Operation",
+    "Session",
+    "TypeSpec",
+    "error_code",
+    "read_attr",
+]

@@ -1,0 +1,1 @@
+"""The GraphQL machinery both plugins share (depends on graphql-core only)."""

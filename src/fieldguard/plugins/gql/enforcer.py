@@ -1,0 +1,273 @@
+"""Per-field enforcement during execution: a lookup, not an engine call.
+
+A :class:`FieldEnforcer` is created per request around a
+:class:`~fieldguard.guard.Session` whose plan is decided. It works as
+graphql-core middleware (``resolve(next_, root, info, **args)``) and behind
+the strawberry extension. For each ``(parent type, field)`` it builds an
+action once per request from the plan:
+
+* allowed, public, returning no guarded object type → the resolver is called
+  directly (one dict lookup of overhead);
+* denied → the resolver never runs; the value is null with a ``FORBIDDEN``
+  error at its path (a non-null field propagates null to its parent, as the
+  GraphQL spec's null propagation says);
+* masked → the resolver's value goes through the named masker;
+* check → the value's fate comes from the batched objects decision for the
+  parent object (decided when the list holding it was resolved);
+* a field returning objects of a guarded type → the objects are decided in
+  one batch per list; invisible ones are dropped (null where alone).
+
+Example:
+    See ``fieldguard.plugins.graphql_core.GraphQLGuard`` for the entry point.
+"""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Callable, Iterable
+from typing import Any
+
+from graphql import (
+    GraphQLError,
+    GraphQLNonNull,
+    GraphQLObjectType,
+    GraphQLResolveInfo,
+    GraphQLSchema,
+    get_named_type,
+    is_abstract_type,
+    is_composite_type,
+)
+
+from fieldguard.errors import EngineError, FieldGuardError
+from fieldguard.guard import FailMode, Session
+from fieldguard.plugins.gql.errors import to_graphql_error
+
+Resolver = Callable[..., Any]
+PASS = None  # sentinel action: call the resolver untouched
+
+
+def _forbidden(coord: str, reason: str) -> GraphQLError:
+    return GraphQLError(
+        f"Not allowed to read {coord}: {reason}" if reason else f"Not allowed to read {coord}",
+        extensions={"code": "FORBIDDEN", "coordinate": coord,
+                    **({"reason": reason} if reason else {})},
+    )
+
+
+class _Action:
+    """What to do for one (parent type, field) in this request."""
+
+    __slots__ = ("check", "coord", "denied", "enforcer", "guarded", "mask", "non_null",
+                 "parent", "personal", "reason")
+
+    def __init__(self, enforcer: FieldEnforcer, info: GraphQLResolveInfo) -> None:
+        session = enforcer.session
+        self.enforcer = enforcer
+        self.parent = info.parent_type.name
+        self.coord = f"{self.parent}.{info.field_name}"
+        field_def = info.parent_type.fields[info.field_name]
+        named = get_named_type(field_def.type)
+        effect = session.effect(self.coord)
+        self.reason = effect.reason
+        self.denied = effect.effect == "deny"
+        self.check = effect.effect == "check"
+        self.mask = effect.mask if effect.effect == "mask" else None
+        if self.mask and is_composite_type(named):  # an object cannot be masked
+            self.denied, self.mask = True, None
+            self.reason = "an object cannot be masked; withheld"
+        self.non_null = isinstance(field_def.type, GraphQLNonNull)
+        self.guarded = enforcer.guards_type(named)
+        op = session.operation
+        code_tags = op.code_tags.get(self.coord, ()) if op else ()
+        self.personal = session.classification.is_personal(self.coord, code_tags)
+
+    @property
+    def passes(self) -> bool:
+        """Nothing to do: call the resolver untouched."""
+        return not (self.denied or self.check or self.mask or self.guarded or self.personal)
+
+    def run(self, next_: Resolver, root: Any, info: GraphQLResolveInfo, args: Any) -> Any:
+        session = self.enforcer.session
+        if self.denied:
+            session.exposure.note(self.coord, "deny")
+            raise _forbidden(self.coord, self.reason)
+        mask = self.mask
+        subject = None
+        if self.check:
+            effect, subject = self.enforcer.object_effect(self.parent, self.coord, root)
+            if effect.effect == "deny":
+                session.exposure.note(self.coord, "deny")
+                raise _forbidden(self.coord, effect.reason)
+            if effect.effect == "mask":
+                mask = effect.mask
+        elif self.personal:
+            subject = session.subject_of(self.parent, root)
+        value = next_(root, info, **args)
+        if inspect.isawaitable(value):
+            return self._finish_async(value, info, mask, subject)
+        return self._finish(value, info, mask, subject)
+
+    async def _finish_async(self, value: Any, info: GraphQLResolveInfo, mask: str | None,
+                            subject: str | None) -> Any:
+        return self._finish(await value, info, mask, subject)
+
+    def _finish(self, value: Any, info: GraphQLResolveInfo, mask: str | None,
+                subject: str | None) -> Any:
+        session = self.enforcer.session
+        if self.guarded and value is not None:
+            value = self.enforcer.filter_objects(value, info)
+            if value is None and self.non_null:
+                raise _forbidden(self.coord, "object not visible")
+        if mask is not None:
+            if value is not None:
+                value = session.guard.maskers.apply(mask, value)
+            session.exposure.note(self.coord, "mask", subject=subject)
+        elif self.personal:
+            session.exposure.note(self.coord, "allow", subject=subject)
+        return value
+
+
+class FieldEnforcer:
+    """graphql-core middleware enforcing one request's plan.
+
+    Args:
+        session: the request's session, with its plan decided.
+        schema: the schema being executed.
+        hidden: coordinates to hide from introspection results.
+    """
+
+    def __init__(self, session: Session, schema: GraphQLSchema,
+                 hidden: Iterable[str] = ()) -> None:
+        self.session = session
+        self.schema = schema
+        self.hidden = frozenset(hidden)
+        #: set when an objects decision failed under ``FailMode.REJECT``:
+        #: the entry point then drops all data.
+        self.rejected: EngineError | None = None
+        self._actions: dict[str, dict[str, _Action | None]] = {}
+        self._guards: dict[str, bool] = {}
+
+    def guards_type(self, named: Any) -> bool:
+        """True when values of ``named`` need per-object decisions."""
+        cached = self._guards.get(named.name)
+        if cached is not None:
+            return cached
+        session = self.session
+        if is_abstract_type(named):
+            possible = self.schema.get_possible_types(named)
+            result = any(session.is_guarded_type(t.name) for t in possible)
+        else:
+            result = session.is_guarded_type(named.name)
+        self._guards[named.name] = result
+        return result
+
+    def _action(self, info: GraphQLResolveInfo) -> _Action | None:
+        parent = info.parent_type.name
+        if parent.startswith("__"):
+            action: _Action | None = None
+        else:
+            action = _Action(self, info)
+            if action.passes:
+                action = PASS
+        self._actions.setdefault(parent, {})[info.field_name] = action
+        return action
+
+    def resolve(self, next_: Resolver, root: Any, info: GraphQLResolveInfo, **args: Any) -> Any:
+        """The middleware hook graphql-core calls for every field."""
+        by_field = self._actions.get(info.parent_type.name)
+        if by_field is not None and info.field_name in by_field:
+            action = by_field[info.field_name]
+        else:
+            action = self._action(info)
+        if action is PASS:
+            if self.hidden and info.parent_type.name == "__Type" and info.field_name == "fields":
+                return self._hide_fields(next_(root, info, **args), root)
+            return next_(root, info, **args)
+        try:
+            return action.run(next_, root, info, args)  # type: ignore[union-attr]
+        except FieldGuardError as exc:
+            if isinstance(exc, EngineError) and self.session.guard.object_fail_mode is \
+                    FailMode.REJECT:
+                self.rejected = exc
+            raise to_graphql_error(exc) from exc
+
+    # -- objects -------------------------------------------------------------
+
+    def object_effect(self, parent: str, coord: str, root: Any) -> tuple[Any, str | None]:
+        """The per-object effect of ``coord`` on ``root``, and its data subject."""
+        session = self.session
+        if not session.is_guarded_type(parent):
+            from fieldguard.policies.contract import FieldEffect
+
+            return FieldEffect("deny", reason=f"no object rules for type {parent}"), None
+        verdict, subject = session.verdict_of(parent, root)
+        if not verdict.visible:
+            from fieldguard.policies.contract import FieldEffect
+
+            return FieldEffect("deny", reason="object not visible"), subject
+        return verdict.effect(coord), subject
+
+    def _type_name(self, obj: Any, info: GraphQLResolveInfo, named: Any) -> str | None:
+        if isinstance(named, GraphQLObjectType):
+            return named.name
+        resolver = getattr(named, "resolve_type", None)
+        if resolver is not None:
+            found = resolver(obj, info, named)
+            if isinstance(found, str):
+                return found
+            return getattr(found, "name", None)
+        for candidate in info.schema.get_possible_types(named):
+            is_type_of = candidate.is_type_of
+            if is_type_of is not None and is_type_of(obj, info) is True:
+                return candidate.name
+        typename = obj.get("__typename") if isinstance(obj, dict) else None
+        return typename if isinstance(typename, str) else None
+
+    def filter_objects(self, value: Any, info: GraphQLResolveInfo) -> Any:
+        """Decide the objects a field returns; drop the invisible ones."""
+        field_def = info.parent_type.fields[info.field_name]
+        named = get_named_type(field_def.type)
+        if isinstance(value, str | bytes | dict) or not isinstance(value, Iterable):
+            return self._filter_one(value, info, named)
+        return self._filter_list(list(value), info, named)
+
+    def _filter_one(self, obj: Any, info: GraphQLResolveInfo, named: Any) -> Any:
+        type_name = self._type_name(obj, info, named)
+        if type_name is None or not self.session.is_guarded_type(type_name):
+            return obj if type_name is not None or not self.guards_type(named) else None
+        verdict, _ = self.session.verdict_of(type_name, obj)
+        self.session.exposure.add_records(1 if verdict.visible else 0,
+                                          0 if verdict.visible else 1)
+        return obj if verdict.visible else None
+
+    def _filter_list(self, items: list[Any], info: GraphQLResolveInfo, named: Any) -> list[Any]:
+        session = self.session
+        if items and isinstance(items[0], list):
+            return [self._filter_list(list(sub), info, named) for sub in items]
+        by_type: dict[str, list[int]] = {}
+        keep = [True] * len(items)
+        for i, obj in enumerate(items):
+            if obj is None:
+                continue
+            type_name = self._type_name(obj, info, named)
+            if type_name is None:
+                keep[i] = False  # cannot tell the type: fail closed
+            elif session.is_guarded_type(type_name):
+                by_type.setdefault(type_name, []).append(i)
+        for type_name, idx in by_type.items():
+            verdicts = session.verdicts(type_name, [items[i] for i in idx])
+            for i, verdict in zip(idx, verdicts, strict=True):
+                keep[i] = verdict.visible
+        shown = [obj for obj, k in zip(items, keep, strict=True) if k]
+        guarded = sum(len(v) for v in by_type.values())
+        hidden = len(items) - len(shown)
+        session.exposure.add_records(guarded - hidden if guarded >= hidden else 0, hidden)
+        return shown
+
+    # -- introspection -------------------------------------------------------
+
+    def _hide_fields(self, fields: Any, root: Any) -> Any:
+        if inspect.isawaitable(fields):
+            return fields
+        type_name = getattr(root, "name", "")
+        return [item for item in fields if f"{type_name}.{item[0]}" not in self.hidden]

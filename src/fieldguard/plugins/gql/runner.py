@@ -1,0 +1,128 @@
+"""One guarded GraphQL operation, from plan to audit record.
+
+Both plugins drive the same :class:`OperationRun`: ``start`` analyses the
+validated operation and asks the plan (refusals become GraphQL errors and run
+no resolver); the run's :attr:`~OperationRun.enforcer` guards every field;
+``finish`` charges quotas and writes the audit record, and drops the data if
+either fails, so nothing leaves the API unaudited or uncounted.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from graphql import ExecutionResult, GraphQLError, GraphQLSchema
+
+from fieldguard.context import Caller
+from fieldguard.errors import FieldGuardError
+from fieldguard.guard import Guard, Session
+from fieldguard.plugins.gql.analysis import AnalysisConfig, Annotations, analyze
+from fieldguard.plugins.gql.enforcer import FieldEnforcer
+from fieldguard.plugins.gql.errors import to_graphql_error
+
+
+class SchemaGuard:
+    """What a guarded schema shares across requests (read-only after init).
+
+    Args:
+        guard: the enforcement configuration.
+        schema: the graphql-core schema (strawberry: ``schema._schema``).
+        hide_introspection: hide coordinates the plan denies to this caller
+            from introspection results.
+        analysis: analysis knobs.
+    """
+
+    def __init__(
+        self,
+        guard: Guard,
+        schema: GraphQLSchema,
+        *,
+        hide_introspection: bool = True,
+        analysis: AnalysisConfig | None = None,
+    ) -> None:
+        self.guard = guard
+        self.schema = schema
+        self.annotations = Annotations(schema)
+        self.analysis = analysis or AnalysisConfig()
+        self.hide_introspection = hide_introspection
+
+    def run(self, caller: Caller) -> OperationRun:
+        """A new run (per request)."""
+        return OperationRun(self, self.guard.session(caller))
+
+
+class OperationRun:
+    """The per-request state of one guarded operation."""
+
+    def __init__(self, shared: SchemaGuard, session: Session) -> None:
+        self.shared = shared
+        self.session = session
+        self.enforcer: FieldEnforcer | None = None
+        self.cost = 0
+
+    def start(self, document: Any, operation_name: str | None,
+              variables: Any) -> list[GraphQLError] | None:
+        """Analyse and plan; errors to return instead of executing, or None.
+
+        ``variables`` are the coerced variable values.
+        """
+        shared, session = self.shared, self.session
+        try:
+            op = analyze(shared.schema, document, operation_name, variables,
+                         shared.annotations, shared.analysis)
+            self.cost = int(op.complexity.get("cost", 0))
+            if op.introspection and shared.hide_introspection:
+                fields = dict.fromkeys(shared.annotations.coordinates, 0)
+                fields.update(op.fields)
+                op.fields = fields
+            plan = session.decide(op)
+        except FieldGuardError as exc:
+            self._audit_refusal(exc)
+            return [to_graphql_error(exc)]
+        hidden: set[str] = set()
+        if op.introspection and shared.hide_introspection:
+            hidden = {c for c in shared.annotations.coordinates
+                      if plan.effect(c).effect == "deny"}
+        self.enforcer = FieldEnforcer(session, shared.schema, hidden)
+        return None
+
+    def _audit_refusal(self, exc: FieldGuardError) -> None:
+        outcome = self.session.plan.outcome if self.session.plan else exc.code.lower()
+        try:
+            self.session.finish(outcome)
+        except FieldGuardError:
+            pass  # the request is refused anyway; the sink error is in the log
+
+    def finish(self, result: ExecutionResult) -> ExecutionResult:
+        """Charge quotas and audit; an error replaces the data if either fails."""
+        errors: list[GraphQLError] = list(result.errors or [])
+        enforcer = self.enforcer
+        if enforcer is not None and enforcer.rejected is not None:
+            return self._fail(to_graphql_error(enforcer.rejected))
+        try:
+            self.session.charge(self.cost)
+            self.session.finish()
+        except FieldGuardError as exc:
+            self.session.errors.append(exc.code)
+            return self._fail(to_graphql_error(exc))
+        extensions = dict(result.extensions or {})
+        extensions.update(self.extensions())
+        return ExecutionResult(result.data, errors or None, extensions)
+
+    def _fail(self, error: GraphQLError) -> ExecutionResult:
+        try:
+            self.session.finish("error")
+        except FieldGuardError:
+            pass
+        return ExecutionResult(None, [error], self.extensions())
+
+    def extensions(self) -> dict[str, Any]:
+        """Response extensions: the decision id and the policy revision."""
+        return {"fieldguard": {"decision_id": self.session.decision_id,
+                               "revision": self.shared.guard.engine.revision}}
+
+
+def refused(errors: Sequence[GraphQLError], run: OperationRun | None = None) -> ExecutionResult:
+    """The result of an operation refused before execution."""
+    return ExecutionResult(None, list(errors), run.extensions() if run else None)
