@@ -79,11 +79,13 @@ def opa_errors(text: str) -> list[dict[str, Any]]:
         col = int(m["col"]) if m["col"] else 1
         if not m["col"] and i + 2 < len(lines) and lines[i + 2].strip() == "^":
             col = lines[i + 2][1:].index("^") + 1
-        out.append({
-            "code": m["code"],
-            "message": m["msg"],
-            "location": {"file": m["file"], "row": int(m["row"]), "col": col},
-        })
+        out.append(
+            {
+                "code": m["code"],
+                "message": m["msg"],
+                "location": {"file": m["file"], "row": int(m["row"]), "col": col},
+            }
+        )
     return out
 
 
@@ -93,12 +95,20 @@ class _Reject(Exception):
         self.status, self.body = status, body
 
 
-def _error(status: int, code: str, message: str, errors: list[dict[str, Any]] | None = None
-           ) -> _Reject:
+def _error(
+    status: int, code: str, message: str, errors: list[dict[str, Any]] | None = None
+) -> _Reject:
     body: dict[str, Any] = {"code": code, "message": message}
     if errors:
         body["errors"] = errors
     return _Reject(status, body)
+
+
+class _Server(ThreadingHTTPServer):
+    # The default listen backlog of 5 drops bursts of new connections (an
+    # async client opening 40 at once), which OPA's Go server does not.
+    request_queue_size = 256
+    daemon_threads = True
 
 
 class OpaFixtureServer:
@@ -117,8 +127,7 @@ class OpaFixtureServer:
         self._stopping = threading.Event()
         self._sockets: set[socket.socket] = set()
         self.reset()
-        self._httpd = ThreadingHTTPServer(("127.0.0.1", 0), _handler_for(self))
-        self._httpd.daemon_threads = True
+        self._httpd = _Server(("127.0.0.1", 0), _handler_for(self))
         self._thread: threading.Thread | None = None
 
     # -- knobs ---------------------------------------------------------------
@@ -162,8 +171,10 @@ class OpaFixtureServer:
 
     def start(self) -> OpaFixtureServer:
         self._thread = threading.Thread(
-            target=self._httpd.serve_forever, kwargs={"poll_interval": 0.05},
-            name=f"opa-fixture-{self.port}", daemon=True,
+            target=self._httpd.serve_forever,
+            kwargs={"poll_interval": 0.05},
+            name=f"opa-fixture-{self.port}",
+            daemon=True,
         )
         self._thread.start()
         return self
@@ -197,17 +208,23 @@ class OpaFixtureServer:
                 try:
                     engine.add_policy(mid, text)
                 except OpaError as exc:
-                    raise _error(400, "invalid_parameter",
-                                 "error(s) occurred while compiling module(s)",
-                                 opa_errors(exc.message)) from exc
+                    raise _error(
+                        400,
+                        "invalid_parameter",
+                        "error(s) occurred while compiling module(s)",
+                        opa_errors(exc.message),
+                    ) from exc
             try:
                 if data:
                     engine.add_data(data)
                 engine.eval_query("true")  # the bindings compile lazily
             except OpaError as exc:
-                raise _error(400, "invalid_parameter",
-                             "error(s) occurred while compiling module(s)",
-                             opa_errors(exc.message)) from exc
+                raise _error(
+                    400,
+                    "invalid_parameter",
+                    "error(s) occurred while compiling module(s)",
+                    opa_errors(exc.message),
+                ) from exc
         except BaseException:
             engine.close()
             raise
@@ -228,8 +245,9 @@ class OpaFixtureServer:
     def delete_policy(self, mid: str) -> dict[str, Any]:
         with self._lock:
             if mid not in self._modules:
-                raise _error(404, "resource_not_found",
-                             f"storage_not_found_error: policy id {mid!r}")
+                raise _error(
+                    404, "resource_not_found", f"storage_not_found_error: policy id {mid!r}"
+                )
             modules = {k: v for k, v in self._modules.items() if k != mid}
             self._swap(modules, self._data)
         return {}
@@ -257,13 +275,17 @@ class OpaFixtureServer:
             for seg in path[:-1]:
                 node = node.get(seg) if isinstance(node, dict) else None
             if not path or not isinstance(node, dict) or path[-1] not in node:
-                raise _error(404, "resource_not_found",
-                             f"storage_not_found_error: /{'/'.join(path)}: document does not exist")
+                raise _error(
+                    404,
+                    "resource_not_found",
+                    f"storage_not_found_error: /{'/'.join(path)}: document does not exist",
+                )
             del node[path[-1]]
             self._swap(self._modules, data)
 
-    def decide(self, path: list[str], input: Any, params: dict[str, list[str]],
-               has_input: bool) -> dict[str, Any]:
+    def decide(
+        self, path: list[str], input: Any, params: dict[str, list[str]], has_input: bool
+    ) -> dict[str, Any]:
         start = time.perf_counter_ns()
         if self.delay:
             self._stopping.wait(self.delay)
@@ -277,9 +299,12 @@ class OpaFixtureServer:
         except OpaUndefinedError:
             pass
         except OpaError as exc:
-            raise _error(500, "internal_error", "error(s) occurred while evaluating query",
-                         opa_errors(exc.message) or [{"code": exc.code, "message": exc.message}]
-                         ) from exc
+            raise _error(
+                500,
+                "internal_error",
+                "error(s) occurred while evaluating query",
+                opa_errors(exc.message) or [{"code": exc.code, "message": exc.message}],
+            ) from exc
         if self.decision_ids:
             body["decision_id"] = str(uuid.uuid4())
         if "provenance" in params:
@@ -291,22 +316,28 @@ class OpaFixtureServer:
             body["metrics"] = {"timer_server_handler_ns": time.perf_counter_ns() - start}
         return body
 
-    def compile_filters(self, path: list[str], request: dict[str, Any], accept: str
-                        ) -> dict[str, Any]:
+    def compile_filters(
+        self, path: list[str], request: dict[str, Any], accept: str
+    ) -> dict[str, Any]:
         m = re.match(r"application/vnd\.opa\.(sql|ucast)\.(\w+)\+json", accept or "")
         if not m:
-            raise _error(501, "not_implemented",
-                         "the fixture compiles data filters only (Accept: "
-                         "application/vnd.opa.sql.<dialect>+json or ucast); "
-                         "Rego AST partial evaluation is not available in the bindings")
+            raise _error(
+                501,
+                "not_implemented",
+                "the fixture compiles data filters only (Accept: "
+                "application/vnd.opa.sql.<dialect>+json or ucast); "
+                "Rego AST partial evaluation is not available in the bindings",
+            )
         with self._lock:
             engine = self._engine
         options = request.get("options") or {}
         try:
             result = engine.compile_filters(
-                "data." + ".".join(path), request.get("input"),
+                "data." + ".".join(path),
+                request.get("input"),
                 unknowns=request.get("unknowns") or ("input",),
-                target=m[1], dialect=m[2],
+                target=m[1],
+                dialect=m[2],
                 mappings=options.get("targetSQLTableMappings"),
             )
         except OpaError as exc:
@@ -362,11 +393,11 @@ def _handler_for(server: OpaFixtureServer) -> type[BaseHTTPRequestHandler]:
             try:
                 return json.loads(raw) if raw else None
             except json.JSONDecodeError as exc:
-                raise _error(400, "invalid_parameter",
-                             f"body contains malformed input document: {exc}") from exc
+                raise _error(
+                    400, "invalid_parameter", f"body contains malformed input document: {exc}"
+                ) from exc
 
-        def _dispatch(self, path: str, params: dict[str, list[str]], raw: bytes
-                      ) -> tuple[int, Any]:
+        def _dispatch(self, path: str, params: dict[str, list[str]], raw: bytes) -> tuple[int, Any]:
             method = self.command
             if path == "/health" and method == "GET":
                 if server.fail_health:
@@ -374,7 +405,7 @@ def _handler_for(server: OpaFixtureServer) -> type[BaseHTTPRequestHandler]:
                 return 200, {}
             for prefix in ("/v1/data", "/v1/policies", "/v1/compile"):
                 if path == prefix or path.startswith(prefix + "/"):
-                    rest = unquote(path[len(prefix):].strip("/"))
+                    rest = unquote(path[len(prefix) :].strip("/"))
                     break
             else:
                 return 404, {"code": "resource_not_found", "message": f"no route {path}"}
@@ -385,8 +416,9 @@ def _handler_for(server: OpaFixtureServer) -> type[BaseHTTPRequestHandler]:
                     has_input = isinstance(doc, dict) and "input" in doc
                     if method == "GET" and "input" in params:
                         doc, has_input = {"input": json.loads(params["input"][-1])}, True
-                    return 200, server.decide(segs, doc["input"] if has_input else None,
-                                              params, has_input)
+                    return 200, server.decide(
+                        segs, doc["input"] if has_input else None, params, has_input
+                    )
                 if method == "PUT":
                     server.put_data(segs, self._json(raw))
                     return 204, None
@@ -404,16 +436,23 @@ def _handler_for(server: OpaFixtureServer) -> type[BaseHTTPRequestHandler]:
                     if not rest:
                         return 200, {"result": [{"id": k, "raw": v} for k, v in mods.items()]}
                     if rest not in mods:
-                        raise _error(404, "resource_not_found",
-                                     f"storage_not_found_error: policy id {rest!r}")
+                        raise _error(
+                            404,
+                            "resource_not_found",
+                            f"storage_not_found_error: policy id {rest!r}",
+                        )
                     return 200, {"result": {"id": rest, "raw": mods[rest]}}
             elif prefix == "/v1/compile" and method == "POST":
                 if not segs:
-                    raise _error(501, "not_implemented",
-                                 "POST /v1/compile (Rego AST partial evaluation) is not "
-                                 "implemented by the fixture; use POST /v1/compile/{path}")
-                return 200, server.compile_filters(segs, self._json(raw) or {},
-                                                   self.headers.get("Accept", ""))
+                    raise _error(
+                        501,
+                        "not_implemented",
+                        "POST /v1/compile (Rego AST partial evaluation) is not "
+                        "implemented by the fixture; use POST /v1/compile/{path}",
+                    )
+                return 200, server.compile_filters(
+                    segs, self._json(raw) or {}, self.headers.get("Accept", "")
+                )
             return 405, {"code": "method_not_allowed", "message": f"{method} {path}"}
 
         do_GET = do_POST = do_PUT = do_DELETE = do_PATCH = _route
