@@ -31,7 +31,9 @@ Example:
 from __future__ import annotations
 
 import enum
+import functools
 import json
+import re
 import threading
 import time
 from collections.abc import Iterable, Mapping, Sequence
@@ -266,11 +268,29 @@ def _jsonable(value: Any) -> Any:
     return str(value)
 
 
+_MISSING = object()
+
+
+@functools.lru_cache(maxsize=1024)
+def snake_case(name: str) -> str:
+    """``authorId`` → ``author_id`` (GraphQL names to Python attributes)."""
+    return re.sub(r"(?<!^)(?=[A-Z])", "_", name).lower()
+
+
 def read_attr(obj: Any, name: str) -> Any:
-    """``obj[name]`` for mappings, else ``getattr(obj, name, None)``."""
+    """``obj[name]`` for mappings, else the attribute ``name`` or its
+    snake_case spelling (so ``authorId`` finds ``author_id``).
+
+    Example:
+        >>> class Post: author_id = "u1"
+        >>> read_attr(Post(), "authorId"), read_attr({"authorId": "u2"}, "authorId")
+        ('u1', 'u2')
+    """
     if isinstance(obj, Mapping):
-        return obj.get(name)
-    return getattr(obj, name, None)
+        value = obj.get(name, _MISSING)
+        return obj.get(snake_case(name)) if value is _MISSING else value
+    value = getattr(obj, name, _MISSING)
+    return getattr(obj, snake_case(name), None) if value is _MISSING else value
 
 
 class Session:

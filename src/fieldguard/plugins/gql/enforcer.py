@@ -163,7 +163,7 @@ class FieldEnforcer:
 
     def _action(self, info: GraphQLResolveInfo) -> _Action | None:
         parent = info.parent_type.name
-        if parent.startswith("__"):
+        if parent.startswith("__") or info.field_name.startswith("__"):
             action: _Action | None = None
         else:
             action = _Action(self, info)

@@ -1,0 +1,228 @@
+"""Guard a strawberry schema with one extension.
+
+:class:`StrawberryGuard` checks its configuration once, then hands strawberry
+an extension *class*: strawberry instantiates it per request, so all request
+state lives on that instance (never on the shared guard).
+
+* ``on_validate`` — strips "Did you mean …" suggestions for callers who may
+  not learn the schema;
+* ``on_execute`` — analyses the operation and asks the plan once; a refusal
+  sets the result, so strawberry runs no resolver; afterwards quotas are
+  charged and the audit record written (data is dropped if either fails);
+* ``resolve`` — the per-field enforcement (a lookup, not an engine call).
+
+Tags come from ``policies/classification.yaml`` and, optionally, from code:
+``strawberry.field(metadata={"fieldguard": {"tags": ["pii"]}})``.
+
+Example:
+    >>> import strawberry
+    >>> from fieldguard.context import Caller, Client, Subject
+    >>> from fieldguard.guard import Guard
+    >>> from fieldguard.policies.source import PolicySet
+    >>> rego = '''package fieldguard
+    ... plan := {"allow": true, "outcome": "allow", "status": 200,
+    ...   "fields": {f.coordinate: {"effect": "mask", "mask": "email"} | some f in input.fields}}
+    ... '''
+    >>> @strawberry.type
+    ... class Query:
+    ...     email: str = "ada@example.org"
+    >>> fg = StrawberryGuard(Guard(policy=PolicySet.from_sources([("p.rego", rego)])),
+    ...                      caller=lambda ctx: ctx)
+    >>> schema = strawberry.Schema(query=Query, extensions=[fg.extension])
+    >>> schema.execute_sync("{ email }", root_value=Query(),
+    ...     context_value=Caller(Subject("u1"), Client("192.0.2.1"))).data
+    {'email': 'a***@example.org'}
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Iterator
+from typing import Any
+
+from graphql import ExecutionResult, GraphQLError
+from graphql.execution.values import get_variable_values
+from strawberry.extensions import SchemaExtension
+
+from fieldguard.context import Caller
+from fieldguard.errors import ConfigurationError, FieldGuardError
+from fieldguard.guard import Guard
+from fieldguard.plugins.gql.analysis import AnalysisConfig, select_operation
+from fieldguard.plugins.gql.errors import to_graphql_error
+from fieldguard.plugins.gql.runner import OperationRun, SchemaGuard
+
+CallerFactory = Callable[[Any], Caller]
+_SUGGESTION = re.compile(r"\s*Did you mean [^?]*\?")
+
+
+class StrawberryGuard:
+    """Shared configuration of the strawberry integration.
+
+    Args:
+        guard: the enforcement configuration.
+        caller: builds the :class:`Caller` from strawberry's context value.
+        hide_introspection: hide coordinates the plan denies from introspection.
+        hide_suggestions: strip "Did you mean …"; a bool or a function of the caller.
+        analysis: analysis knobs.
+
+    Raises:
+        ConfigurationError: ``caller`` is not callable.
+    """
+
+    def __init__(
+        self,
+        guard: Guard,
+        *,
+        caller: CallerFactory,
+        hide_introspection: bool = True,
+        hide_suggestions: bool | Callable[[Caller], bool] = True,
+        analysis: AnalysisConfig | None = None,
+    ) -> None:
+        if not callable(caller):
+            raise ConfigurationError("caller must be a function of the context value")
+        self.guard = guard
+        self.caller = caller
+        self.hide_introspection = hide_introspection
+        self.hide_suggestions = hide_suggestions
+        self.analysis = analysis or AnalysisConfig()
+        self._shared: dict[int, SchemaGuard] = {}
+
+    def shared_for(self, graphql_schema: Any) -> SchemaGuard:
+        """The per-schema state (annotations read once per schema)."""
+        key = id(graphql_schema)
+        shared = self._shared.get(key)
+        if shared is None or shared.schema is not graphql_schema:
+            shared = SchemaGuard(self.guard, graphql_schema,
+                                 hide_introspection=self.hide_introspection,
+                                 analysis=self.analysis)
+            self._shared[key] = shared
+        return shared
+
+    def hides_suggestions(self, caller: Caller | None) -> bool:
+        """Whether this caller's errors lose their suggestions."""
+        policy = self.hide_suggestions
+        if isinstance(policy, bool):
+            return policy
+        return True if caller is None else bool(policy(caller))
+
+    @property
+    def extension(self) -> type[SchemaExtension]:
+        """The extension class to pass in ``strawberry.Schema(extensions=[…])``."""
+        config = self
+
+        class FieldGuardExtension(_FieldGuardExtension):
+            fieldguard = config
+
+        return FieldGuardExtension
+
+
+class _FieldGuardExtension(SchemaExtension):
+    """Per-request extension; configured subclasses come from StrawberryGuard."""
+
+    fieldguard: StrawberryGuard
+
+    def __init__(self, *, execution_context: Any = None) -> None:
+        super().__init__(execution_context=execution_context)
+        self.run: OperationRun | None = None
+        self.caller: Caller | None = None
+
+    def _refuse(self, errors: list[GraphQLError]) -> None:
+        extensions = self.run.extensions() if self.run else None
+        self.execution_context.result = ExecutionResult(None, errors, extensions)
+
+    def _get_caller(self) -> Caller:
+        made = self.fieldguard.caller(self.execution_context.context)
+        if not isinstance(made, Caller):
+            raise ConfigurationError("the caller function must return a fieldguard Caller")
+        return made
+
+    def on_validate(self) -> Iterator[None]:
+        yield
+        ctx = self.execution_context
+        errors = ctx.pre_execution_errors
+        if not errors:
+            return
+        try:
+            caller = self._get_caller()
+        except FieldGuardError:
+            caller = None
+        if self.fieldguard.hides_suggestions(caller):
+            for err in errors:
+                err.message = _SUGGESTION.sub("", err.message)
+                err.args = (err.message,)
+
+    def on_execute(self) -> Iterator[None]:
+        ctx = self.execution_context
+        schema = ctx.schema._schema
+        shared = self.fieldguard.shared_for(schema)
+        try:
+            self.caller = self._get_caller()
+            op = select_operation(ctx.graphql_document, ctx.operation_name)
+        except FieldGuardError as exc:
+            self._refuse([to_graphql_error(exc)])
+            yield
+            return
+        coerced = get_variable_values(
+            schema, op.variable_definitions or (), ctx.variables or {},
+            hide_suggestions=self.fieldguard.hides_suggestions(self.caller),
+        )
+        if isinstance(coerced, list):
+            for err in coerced:
+                err.extensions = {**(err.extensions or {}), "code": "BAD_USER_INPUT"}
+            self._refuse(coerced)
+            yield
+            return
+        self.run = shared.run(self.caller)
+        refusal = self.run.start(ctx.graphql_document, ctx.operation_name, coerced)
+        if refusal:
+            self._refuse(refusal)
+            self.run = None
+            yield
+            return
+        yield
+        result = ctx.result
+        if self.run is not None and isinstance(result, ExecutionResult):
+            # Mutate in place: strawberry's async path returns the object it
+            # holds, not ``ctx.result``, after the extensions unwind.
+            finished = self.run.finish(result)
+            result.data, result.errors = finished.data, finished.errors
+
+    def resolve(self, _next: Any, root: Any, info: Any, *args: Any, **kwargs: Any) -> Any:
+        run = self.run
+        if run is None or run.enforcer is None:
+            # No plan for this request (refused, or execution without
+            # on_execute): release nothing.
+            raise to_graphql_error(_NO_PLAN)
+        return run.enforcer.resolve(_next, root, info, **kwargs)
+
+    def get_results(self) -> dict[str, Any]:
+        if self.run is None:
+            return {}
+        return self.run.extensions()
+
+
+class _NoPlan(FieldGuardError):
+    code = "POLICY_UNDEFINED"
+    http_status = 503
+
+
+_NO_PLAN = _NoPlan("no policy plan for this request")
+
+
+class QuietDenials:
+    """A logging filter for strawberry's ``strawberry.execution`` logger that
+    drops records of policy denials (strawberry logs every field error with a
+    traceback; a denial is an expected outcome, and it is in the audit log).
+
+    Example:
+        >>> import logging
+        >>> logging.getLogger("strawberry.execution").addFilter(QuietDenials())
+    """
+
+    codes = frozenset({"FORBIDDEN", "RATE_LIMITED", "CHALLENGE_REQUIRED", "BAD_REQUEST"})
+
+    def filter(self, record: Any) -> bool:
+        """Keep the record unless it carries a fieldguard denial."""
+        err = record.msg
+        ext = getattr(err, "extensions", None)
+        return not (isinstance(ext, dict) and ext.get("code") in self.codes)
