@@ -61,7 +61,9 @@ audience_matches(o, "self") if is_self(o)
 
 audience_matches(_, "staff") if util.is_staff
 
+# A malformed object (not an object, no type name) is never visible.
 visible(o) if {
+	object_type(o) != ""
 	some audience in util.array_or_empty(object.get(cls.visibility, [visibility(o)], []))
 	audience_matches(o, audience)
 }
