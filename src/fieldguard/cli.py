@@ -141,16 +141,6 @@ def _load(args: argparse.Namespace, *, include_tests: bool = False) -> PolicySet
     return load_policy_set(args.dir, _data_dir(args), include_tests=include_tests)
 
 
-def _production(policy: PolicySet) -> PolicySet:
-    """The set without tests, with the revision production computes for it.
-
-    ``PolicySet.without_tests`` keeps the revision of the set with tests; the
-    revision printed and bundled must be the one a server reports.
-    """
-    mods = [(m.path, m.text) for m in policy.modules if not m.is_test]
-    prod = PolicySet.from_sources(mods, policy.data)
-    return PolicySet(prod.modules, prod.data, prod.revision, policy.files)
-
 
 def _print_findings(findings: Iterable[object]) -> tuple[int, int]:
     errors = warnings = 0
@@ -183,7 +173,7 @@ def _check_args(parser: argparse.ArgumentParser) -> None:
 def cmd_check(args: argparse.Namespace) -> int:
     """``fieldguard check``: exit 1 when anything does not compile."""
     policy = _load(args, include_tests=True)
-    production = _production(policy)
+    production = policy.without_tests()
     remote = args.engine.startswith(("opa+http", "opa+https"))
     # Test modules are compiled too (a broken test is a broken file), except
     # on a remote server, which must never be sent test modules.
@@ -399,7 +389,7 @@ def format_decision(decision: Decision) -> str:
 def cmd_eval(args: argparse.Namespace) -> int:
     """``fieldguard eval``: exit 2 when the decision is undefined or unavailable."""
     data = read_input(args.input)
-    policy = _production(_load(args))
+    policy = _load(args).without_tests()
     engine = engine_from_url(args.engine, policy)
     try:
         decision = engine.evaluate(args.path.removeprefix("data."), data)
@@ -484,7 +474,7 @@ def write_bundle(
         >>> info.roots, info.files
         (('p', 'policy'), ('/.manifest', '/data.json', '/p.rego'))
     """
-    production = _production(policy)
+    production = policy.without_tests()
     root = Path(rego_root)
     roots = _bundle_roots(production)
     manifest: dict[str, Any] = {
@@ -533,7 +523,7 @@ def _bundle_args(parser: argparse.ArgumentParser) -> None:
 @command("bundle", "build an OPA bundle (.tar.gz) for OPA servers", _bundle_args)
 def cmd_bundle(args: argparse.Namespace) -> int:
     """``fieldguard bundle``: refuses (exit 1) to bundle a policy that does not compile."""
-    policy = _production(_load(args))
+    policy = _load(args).without_tests()
     problems = compile_problems(policy)
     if problems:
         _print_findings(problems)

@@ -40,7 +40,7 @@ import regorus
 
 from fieldguard.errors import ConfigurationError, PolicyError, PolicyProblem
 from fieldguard.policies.regorus_engine import (
-    _quiet_backtraces,
+    quiet_backtraces,
     clean_error,
     compile_regorus,
     problem_from_error,
@@ -321,7 +321,7 @@ def package_of(module: Module) -> str | None:
         >>> package_of(Module("p.rego", "package fieldguard.plan\\nx := 1\\n"))
         'fieldguard.plan'
     """
-    with _quiet_backtraces():
+    with quiet_backtraces():
         engine = regorus.Engine()
         try:
             engine.add_policy(module.path, module.text)
@@ -348,7 +348,7 @@ def discover_tests(policy: PolicySet) -> list[TestCase]:
         [('data.t.test_a', 2)]
     """
     found: dict[tuple[str, str], TestCase] = {}
-    with _quiet_backtraces():
+    with quiet_backtraces():
         for module in policy.modules:
             cases: Iterable[TestCase]
             engine = regorus.Engine()
@@ -419,7 +419,7 @@ def _run_regorus(
     if coverage:
         engine.set_enable_coverage(True)
     results = []
-    with _quiet_backtraces():
+    with quiet_backtraces():
         for case in cases:
             start = time.perf_counter_ns()
             error: str | None = None
@@ -598,7 +598,7 @@ def _regorus_analysis(engine: Any, policy: PolicySet) -> list[PolicyProblem]:
     # regorus parses in add_policy but checks safety (unsafe or undefined
     # variables) only when it first evaluates; a trivial query forces that
     # whole-policy analysis now instead of on the first request.
-    with _quiet_backtraces():
+    with quiet_backtraces():
         try:
             engine.eval_query("true")
         except Exception as exc:

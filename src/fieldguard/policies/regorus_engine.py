@@ -17,6 +17,7 @@ Example:
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import threading
@@ -58,7 +59,7 @@ def problem_from_error(text: str, fallback_file: str) -> PolicyProblem:
 
 
 @contextmanager
-def _quiet_backtraces() -> Iterator[None]:
+def quiet_backtraces() -> Iterator[None]:
     # With RUST_BACKTRACE set, regorus symbolises a backtrace for every
     # error, which makes a failing evaluation orders of magnitude slower.
     saved = os.environ.pop("RUST_BACKTRACE", None)
@@ -77,7 +78,7 @@ def compile_regorus(policy: PolicySet) -> Any:
     """
     engine = regorus.Engine()
     problems: list[PolicyProblem] = []
-    with _quiet_backtraces():
+    with quiet_backtraces():
         for module in policy.modules:
             try:
                 engine.add_policy(module.path, module.text)
@@ -88,9 +89,45 @@ def compile_regorus(policy: PolicySet) -> Any:
                 engine.add_data(dict(policy.data))
             except Exception as exc:
                 problems.append(PolicyProblem("<data>", 1, 1, clean_error(str(exc))))
+        if not problems:
+            # regorus parses on add_policy but checks safety (unsafe or
+            # undefined variables) only when it first evaluates; do it now so
+            # a broken edit is refused at load, not on the first request.
+            try:
+                engine.eval_query("true")
+            except Exception as exc:
+                problems.append(problem_from_error(str(exc), policy.modules[0].path
+                                                   if policy.modules else "<policy>"))
     if problems:
         raise PolicyError(problems)
     return engine
+
+
+_UNDEFINED = '"<undefined>"'
+
+
+def evaluate_json(engine: Any, path: str) -> Any:
+    """Evaluate ``data.<path>`` on a prepared regorus engine.
+
+    Returns the value, or :data:`UNDEFINED_VALUE` when undefined. Results go
+    through JSON because ``eval_rule`` cannot return a set of objects
+    (Python dicts are unhashable). A path that names a package rather than a
+    rule is evaluated as a query, as OPA would.
+    """
+    try:
+        raw = engine.eval_rule_as_json("data." + path)
+    except Exception as exc:
+        if "not a valid rule path" not in str(exc):
+            raise
+        doc = json.loads(engine.eval_query_as_json("data." + path))
+        results = doc.get("result") or []
+        if not results:
+            return UNDEFINED_VALUE
+        return results[0]["expressions"][0]["value"]
+    return UNDEFINED_VALUE if raw == _UNDEFINED else json.loads(raw)
+
+
+UNDEFINED_VALUE: Any = object()
 
 
 class RegorusEngine:
@@ -124,6 +161,8 @@ class RegorusEngine:
     def load(self, policy: PolicySet) -> None:
         policy = policy.without_tests() if not self._coverage else policy
         engine = compile_regorus(policy)  # raises before anything is swapped
+        if self._coverage:
+            engine.set_enable_coverage(True)
         with self._lock:
             self._generation += 1
             self._policy = policy
@@ -155,17 +194,19 @@ class RegorusEngine:
         start = time.perf_counter_ns()
         try:
             engine = self.thread_engine()
-            with _quiet_backtraces():
+            with quiet_backtraces():
                 engine.set_input(input)
-                value = engine.eval_rule("data." + path)
+                value = evaluate_json(engine, path)
         except Exception as exc:
             return Decision.unavailable(
                 path, clean_error(str(exc)) or type(exc).__name__, revision=revision,
                 decision_id=did, engine=self.name, eval_ns=time.perf_counter_ns() - start,
             )
-        outcome = Outcome.UNDEFINED if value is None else Outcome.VALUE
+        if value is UNDEFINED_VALUE:
+            return Decision.undefined(path, revision=revision, decision_id=did,
+                                      engine=self.name, eval_ns=time.perf_counter_ns() - start)
         return Decision(
-            path=path, outcome=outcome, result=value, revision=revision, decision_id=did,
+            path=path, outcome=Outcome.VALUE, result=value, revision=revision, decision_id=did,
             engine=self.name, eval_ns=time.perf_counter_ns() - start,
         )
 

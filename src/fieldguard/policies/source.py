@@ -82,7 +82,11 @@ class PolicySet:
     def without_tests(self) -> PolicySet:
         """The same set without ``*_test.rego`` modules (what production loads)."""
         mods = tuple(m for m in self.modules if not m.is_test)
-        return PolicySet(mods, self.data, self.revision, self.files)
+        if len(mods) == len(self.modules):
+            return self
+        # The revision names what serves: the same production modules give the
+        # same revision however they were loaded.
+        return PolicySet(mods, self.data, _revision(mods, self.data), self.files)
 
     @property
     def policy_data(self) -> Mapping[str, Any]:
