@@ -106,8 +106,8 @@ def test_undefined_is_not_allow(
     request: pytest.FixtureRequest,
 ) -> None:
     if engine_kind == "regorus" and path != "contract.allow":
-        regorus_gap(request, "eval_rule on a rule that does not exist raises 'not a valid rule path' "
-                    "(unavailable) where OPA answers undefined; both fail closed")
+        regorus_gap(request, "eval_rule on a rule that does not exist raises 'not a valid "
+                    "rule path' (unavailable) where OPA answers undefined; both fail closed")
     d = decide(make_engine(policy()), path, input)
     assert d.outcome is Outcome.UNDEFINED
     assert d.result is None and not d.defined

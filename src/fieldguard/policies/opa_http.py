@@ -671,13 +671,17 @@ def _drop_session(session: Any) -> None:
 
 
 def _root_cause(exc: BaseException) -> str:
-    seen: BaseException = exc
-    while (nxt := seen.__cause__ or seen.__context__) is not None:
-        seen = nxt
-    text = str(seen)
-    for marker in ("Connection refused", "timed out", "CERTIFICATE_VERIFY_FAILED",
-                   "Name or service not known"):
-        if marker in str(exc) or marker in text:
+    """The innermost cause in a few words (requests/aiohttp nest them deeply)."""
+    chain: list[BaseException] = [exc]
+    while (nxt := chain[-1].__cause__ or chain[-1].__context__) is not None and len(chain) < 20:
+        chain.append(nxt)
+    os_error = getattr(exc, "os_error", None)  # aiohttp's ClientConnectorError
+    if isinstance(os_error, BaseException):
+        chain.append(os_error)
+    text = " ".join(str(e) for e in chain)
+    if any(isinstance(e, ConnectionRefusedError) for e in chain) or "Connection refused" in text:
+        return "connection refused"
+    for marker in ("CERTIFICATE_VERIFY_FAILED", "Name or service not known", "timed out"):
+        if marker in text:
             return marker.lower().replace("_", " ")
-    return text or type(seen).__name__
-
+    return str(chain[-1]) or type(chain[-1]).__name__
