@@ -351,6 +351,10 @@ def _handler_for(server: OpaFixtureServer) -> type[BaseHTTPRequestHandler]:
 
         def setup(self) -> None:
             super().setup()
+            # Headers and body go out in two writes; without TCP_NODELAY,
+            # Nagle plus delayed ACKs add ~40 ms per response (Go's net/http,
+            # which OPA uses, sets TCP_NODELAY too).
+            self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             server.connections += 1
             server._sockets.add(self.connection)
 

@@ -160,11 +160,13 @@ class OpaEmbeddedEngine:
         policy: the policy to serve; production loads it without
             ``*_test.rego`` modules. May be loaded later with :meth:`load`.
         offload: run :meth:`aevaluate` in a worker thread. Off by default:
-            a decision takes tens of microseconds, less than the hop to a
-            thread costs (see ``benchmarks/test_bench_engines.py``); turn it
-            on for policies whose evaluation takes milliseconds, or when many
-            threads share the engine so that the event loop would wait on the
-            engine's lock.
+            measured on the shipped library (``benchmarks/test_bench_engines.py``),
+            a plan decision takes ~1.3-1.6 ms inline and the thread hop adds
+            ~0.06-0.3 ms, while buying no throughput, because the bindings
+            serialise evaluations of one engine behind a lock anyway. Turn it
+            on when the loop must stay responsive during longer evaluations
+            (large data, many coordinates) or when sync threads share the
+            engine, so the loop would otherwise wait on that lock.
 
     Raises:
         ConfigurationError: the bindings are not installed.
