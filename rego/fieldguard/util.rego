@@ -88,9 +88,18 @@ prefix := p if {
 	p := ipv6_prefix64(ip)
 }
 
-# First four groups of an IPv6 address, "::" expanded and leading zeros
-# stripped, so that equal addresses written differently share one key.
+# The /64 network of an IPv6 address, written the way Python's ipaddress
+# writes it (RFC 5952: lower case, no leading zeros, the zero run compressed)
+# so that the policy and the limits library name the same counter.
 ipv6_prefix64(ip) := p if {
+	first := array.slice(ipv6_groups(ip), 0, 4)
+	count(first) == 4
+	kept := max({n | some i, g in first; g != "0"; n := i + 1} | {0})
+	p := sprintf("%s::/64", [concat(":", array.slice(first, 0, kept))])
+}
+
+# The eight groups of an IPv6 address, "::" expanded, leading zeros stripped.
+ipv6_groups(ip) := full if {
 	halves := split(lower(ip), "::")
 	count(halves) == 2
 	head := groups(halves[0])
@@ -98,12 +107,7 @@ ipv6_prefix64(ip) := p if {
 	missing := 8 - count(head) - count(tail)
 	fill := ["0" | some i in numbers.range(1, 8); i <= missing]
 	full := array.concat(array.concat(head, fill), tail)
-	p := sprintf("%s:%s:%s:%s::/64", [full[0], full[1], full[2], full[3]])
-} else := p if {
-	full := groups(lower(ip))
-	count(full) >= 4
-	p := sprintf("%s:%s:%s:%s::/64", [full[0], full[1], full[2], full[3]])
-}
+} else := groups(lower(ip))
 
 groups("") := []
 
