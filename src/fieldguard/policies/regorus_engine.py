@@ -22,6 +22,7 @@ import os
 import re
 import threading
 import time
+import weakref
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from typing import Any
@@ -130,6 +131,22 @@ def evaluate_json(engine: Any, path: str) -> Any:
 UNDEFINED_VALUE: Any = object()
 
 
+# Interpreters live in a module-level thread-local: each thread's entries are
+# dropped by that thread (at its exit, or when it prunes entries of engines
+# that were garbage-collected). An instance-level threading.local would drop
+# every thread's interpreter on whichever thread collects the instance, which
+# regorus refuses ("unsendable, but is being dropped on another thread").
+_THREAD = threading.local()
+
+
+def _thread_cache() -> dict[int, tuple[weakref.ref[Any], int, Any]]:
+    cache: dict[int, tuple[weakref.ref[Any], int, Any]] | None = getattr(_THREAD, "engines", None)
+    if cache is None:
+        cache = {}
+        _THREAD.engines = cache
+    return cache
+
+
 class RegorusEngine:
     """Embedded engine, one interpreter per thread (see module docs).
 
@@ -144,7 +161,6 @@ class RegorusEngine:
         self._lock = threading.Lock()
         self._generation = 0
         self._policy: PolicySet | None = None
-        self._local = threading.local()
         self._coverage = coverage
         if policy is not None:
             self.load(policy)
@@ -166,7 +182,13 @@ class RegorusEngine:
         with self._lock:
             self._generation += 1
             self._policy = policy
-            self._local.state = (self._generation, engine)
+            self._store(self._generation, engine)
+
+    def _store(self, generation: int, engine: Any) -> None:
+        cache = _thread_cache()
+        for key in [k for k, (ref, _, _) in cache.items() if ref() is None]:
+            del cache[key]  # engines of collected instances, dropped on their thread
+        cache[id(self)] = (weakref.ref(self), generation, engine)
 
     def thread_engine(self) -> Any:
         """This thread's interpreter for the current policy (built on demand).
@@ -174,16 +196,16 @@ class RegorusEngine:
         Raises:
             EngineUnavailable: no policy has been loaded.
         """
-        state = getattr(self._local, "state", None)
+        entry = _thread_cache().get(id(self))
         generation, policy = self._generation, self._policy
-        if state is not None and state[0] == generation:
-            return state[1]
+        if entry is not None and entry[0]() is self and entry[1] == generation:
+            return entry[2]
         if policy is None:
             raise EngineUnavailable("no policy loaded", engine=self.name)
         engine = compile_regorus(policy)
         if self._coverage:
             engine.set_enable_coverage(True)
-        self._local.state = (generation, engine)
+        self._store(generation, engine)
         return engine
 
     def evaluate(
@@ -219,4 +241,6 @@ class RegorusEngine:
         self.thread_engine()
 
     def close(self) -> None:
-        self._local = threading.local()
+        # Only this thread's interpreter can be dropped here; the others go
+        # when their threads end or prune.
+        _thread_cache().pop(id(self), None)
