@@ -14,6 +14,7 @@ from limits_fixtures import CATALOGUE, charge
 
 from fieldguard.errors import QuotaExceeded
 from fieldguard.limits import Exposure, Limiter, QuotaKeys
+from fieldguard.limits.limiter import counter_key
 
 KEYS = QuotaKeys.from_request(subject_id="u7", app="partner-x", ip="203.0.113.9")
 
@@ -181,3 +182,22 @@ def test_charge_without_keys_uses_the_subject_charge(limiter: Limiter) -> None:
         [charge("records_day", "subject", "u7", 10)], Exposure(records=2, subjects=frozenset({"x"}))
     )
     assert limiter.read(KEYS).signals["distinct_subjects_day"] == 1
+
+
+def test_moving_window_counters_are_limits_windows(limiter: Limiter, backend_url: str) -> None:
+    """The batch script keeps ``limits``' layout: ``limits``' own storage reads
+    our counters and its ``acquire_entry`` agrees on the room left."""
+    from limits.storage import RedisStorage
+
+    c = charge("records_day", "subject", "u7", 10)
+    limiter.charge([c], Exposure(records=7))
+    key = counter_key("subject", "u7", "records_day")
+    if backend_url == "memory://":
+        storage = limiter.backend.storage  # type: ignore[attr-defined]
+    else:
+        storage = RedisStorage(backend_url, key_prefix="fieldguard")
+    assert storage.get_moving_window(key, 10, 86400)[1] == 7
+    assert storage.acquire_entry(key, 10, 86400, amount=3)
+    assert not storage.acquire_entry(key, 10, 86400, amount=1)
+    assert limiter.read_counter(c) == 10
+    assert not limiter.admit([c], 1).admitted

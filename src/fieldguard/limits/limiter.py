@@ -43,6 +43,7 @@ Example:
 
 from __future__ import annotations
 
+import functools
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -80,11 +81,13 @@ from fieldguard.limits.signals import SignalConfig, parse_probe_id, probing_scor
 ChargeLike = Mapping[str, Any] | Charge
 
 
+@functools.lru_cache(maxsize=16384)
 def counter_key(scope: str, key: str, quota: str) -> str:
     """The logical key of a quota counter: ``{scope:key}:q:quota``."""
     return f"{{{scope}:{storage_safe(key)}}}:q:{storage_safe(quota)}"
 
 
+@functools.lru_cache(maxsize=16384)
 def signal_key(principal: tuple[str, str], name: str) -> str:
     """The logical key of a signal of ``principal``: ``{scope:key}:s:name``."""
     return f"{{{principal[0]}:{storage_safe(principal[1])}}}:s:{name}"
@@ -126,6 +129,8 @@ class Limiter:
         self.signals = signals or SignalConfig()
         self.clock = clock
         self._names = self.signals.names()
+        # The read ops depend only on the keys: build them once per identity.
+        self._read_plan = functools.lru_cache(maxsize=4096)(self._build_read_plan)
 
     @classmethod
     def from_url(
@@ -162,7 +167,7 @@ class Limiter:
 
     # -- read ----------------------------------------------------------
 
-    def _read_plan(self, keys: QuotaKeys) -> _ReadPlan:
+    def _build_read_plan(self, keys: QuotaKeys) -> _ReadPlan:
         ops: list[Op] = []
         slots: list[tuple[str, str]] = []
         quotas: list[Quota] = []
@@ -281,6 +286,20 @@ class Limiter:
         except StorageError as exc:
             return self._read_failed(keys, plan, exc)
         return self._usage(plan, result)
+
+    def read_counter(self, charge: ChargeLike) -> int:
+        """The amount used in one charge's counter (diagnostics, tests).
+
+        Raises:
+            MalformedDecision: the charge does not fit the catalogue.
+            StorageError: storage is down.
+        """
+        ((c, q),) = self._parse([charge])
+        op = CounterOp(
+            counter_key(c.scope, c.key, q.name), q.strategy, Action.READ, q.window_seconds
+        )
+        result = self.backend.execute(Batch(self.clock(), (op,))).results[0]
+        return result.used if isinstance(result, CounterResult) else 0
 
     # -- charge --------------------------------------------------------
 

@@ -27,6 +27,7 @@ Example:
 
 from __future__ import annotations
 
+import math
 import threading
 import time
 from typing import TYPE_CHECKING, Any
@@ -126,9 +127,9 @@ class MemoryBackend:
             if index < 0:
                 retry = op.window * 1000
             elif index < len(events) and events[index].atime >= now - op.window:
-                retry = max(0, int((events[index].atime + op.window - now) * 1000) + 1)
+                retry = max(0, math.ceil((events[index].atime + op.window - now) * 1000))
             else:
-                retry = max(0, int((start + op.window - now) * 1000) + 1)
+                retry = max(0, math.ceil((start + op.window - now) * 1000))
         return CounterResult(count + need <= op.limit, int(count), retry)
 
     def _sliding(self, op: CounterOp, need: int) -> CounterResult:

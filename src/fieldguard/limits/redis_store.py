@@ -90,7 +90,7 @@ local function moving_retry(key, window, limit, need)
   if idx < 0 then return window * 1000 end
   local v = tonumber(redis.call('LINDEX', key, idx))
   if v and v >= now - window then
-    return math.max(0, math.floor((v + window - now) * 1000) + 1)
+    return math.max(0, math.ceil((v + window - now) * 1000))
   end
   return 0
 end
