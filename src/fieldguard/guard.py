@@ -42,7 +42,7 @@ from typing import Any
 
 from fieldguard.audit.events import AuditEvent, Exposure
 from fieldguard.audit.sinks import AuditSink
-from fieldguard.context import Caller, Client, Subject
+from fieldguard.context import Caller
 from fieldguard.errors import (
     AccessDenied,
     AccessError,

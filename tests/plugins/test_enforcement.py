@@ -79,7 +79,7 @@ def test_self_sees_own_private_fields(run: Run) -> None:
                                   "email": "user6@example.org"}}
 
 
-def Subject_u6():  # noqa: N802 - reads as a constant in the test above
+def Subject_u6():
     from fieldguard.context import Subject
 
     return Subject("u6", account_age_days=400)
@@ -96,7 +96,7 @@ def test_invisible_objects_are_dropped_from_lists_and_null_alone(run: Run) -> No
     assert owner.data == {"user": {"id": "u3"}}
 
 
-def Subject_u3():  # noqa: N802
+def Subject_u3():
     from fieldguard.context import Subject
 
     return Subject("u3", account_age_days=400)

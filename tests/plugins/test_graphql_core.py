@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 
 from fieldguard.audit import MemorySink
+from fieldguard.context import Subject
 from fieldguard.demo.context import DemoContext, caller_of
 from fieldguard.demo.data import Store
 from fieldguard.demo.sdl_schema import build_sdl_schema
@@ -20,7 +21,6 @@ from fieldguard.plugins.graphql_core import GraphQLGuard
 from fieldguard.policies.decision import Decision
 from fieldguard.policies.regorus_engine import RegorusEngine
 from fieldguard.policies.source import PolicySet
-from fieldguard.context import Subject
 from tests.plugins.conftest import ANON, OTHER, USER, caller, with_caps
 
 Q = "{ users(first: %d) { id handle email phone birthday location } }"
@@ -37,7 +37,7 @@ def test_engine_calls_do_not_grow_with_the_response(shipped: PolicySet, size: in
     metrics = sink.records[-1].metrics
     # one plan + one objects batch for the whole list
     assert metrics["engine_calls"] == 2
-    # shapes, not objects: 3 privacy profiles × 2 consents × 3 visibilities,
+    # shapes, not objects: 3 privacy profiles x 2 consents x 3 visibilities,
     # plus the caller's own profile, whatever the size
     assert metrics["objects_evaluated"] <= 3 * 2 * 3 + 1
 
@@ -49,7 +49,7 @@ def test_nested_lists_reuse_shapes(shipped: PolicySet) -> None:
     calls = []
     for size in (20, 400):
         store = Store.generate(users=size)
-        q = "{ users(first: %d) { id posts { location author { email } } } }" % size
+        q = f"{{ users(first: {size}) {{ id posts {{ location author {{ email }} }} }} }}"
         gg.execute_sync(q, context_value=DemoContext(caller(OTHER), store))
         calls.append(sink.records[-1].metrics["engine_calls"])
     # depth-first execution meets new shapes in the first few users' posts;

@@ -112,7 +112,10 @@ class Store:
                 cs.append(Comment(id=f"c{n}-{k}", post_id=pid,
                                   author_id=f"u{1 + n % users}", body=f"Nice post {k}!"))
         store = cls(us, ps, cs)
-        store._by_id = {o.id: o for o in (*us, *ps, *cs)}
+        by_id: dict[str, Any] = {u.id: u for u in us}
+        by_id.update((p.id, p) for p in ps)
+        by_id.update((c.id, c) for c in cs)
+        store._by_id = by_id
         return store
 
     def user(self, user_id: str) -> User | None:
@@ -143,7 +146,8 @@ class Store:
     def search(self, text: str, first: int = 10) -> Iterator[User | Post]:
         """Users whose handle and posts whose body contain ``text``."""
         found = 0
-        for obj in (*self.users, *self.posts):
+        candidates: list[User | Post] = [*self.users, *self.posts]
+        for obj in candidates:
             hay = obj.handle if isinstance(obj, User) else obj.body
             if text.lower() in hay.lower():
                 yield obj

@@ -103,7 +103,7 @@ async def _users_async(_: Any, info: Any, first: int = 10) -> list[data.User]:
     return _world(info).page(first)
 
 
-def _update_profile(_: Any, info: Any, displayName: str) -> dict[str, Any]:  # noqa: N803
+def _update_profile(_: Any, info: Any, displayName: str) -> dict[str, Any]:
     user = _me(info)
     if user is not None:
         user.display_name = displayName

@@ -19,6 +19,10 @@ from strawberry.types import Info
 from fieldguard.demo import data
 
 
+def _world(info: Info) -> World:
+    return info.context.world  # type: ignore[no-any-return]
+
+
 @strawberry.interface
 class Node:
     """Anything with a global id."""
@@ -46,7 +50,7 @@ class User(Node):
     @strawberry.field
     def posts(self, info: Info, first: int = 10) -> list[Post]:
         """The user's posts."""
-        return info.context.world.posts_of(self.id, first)
+        return _world(info).posts_of(self.id, first)
 
 
 @strawberry.type
@@ -64,12 +68,12 @@ class Post(Node):
     @strawberry.field
     def author(self, info: Info) -> User | None:
         """Who wrote it."""
-        return info.context.world.user(self.author_id)
+        return _world(info).user(self.author_id)
 
     @strawberry.field
     def comments(self, info: Info) -> list[Comment]:
         """Comments on the post."""
-        return info.context.world.comments_of(self.id)
+        return _world(info).comments_of(self.id)
 
 
 @strawberry.type
@@ -82,7 +86,7 @@ class Comment(Node):
     @strawberry.field
     def author(self, info: Info) -> User | None:
         """Who wrote it."""
-        return info.context.world.user(self.author_id)
+        return _world(info).user(self.author_id)
 
 
 SearchResult = Annotated[User | Post, strawberry.union("SearchResult")]
@@ -141,7 +145,8 @@ class World:
 
     def search(self, text: str, first: int) -> list[User | Post]:
         out: list[User | Post] = []
-        for obj in (*self.users, *self.posts):
+        candidates: list[User | Post] = [*self.users, *self.posts]
+        for obj in candidates:
             hay = obj.handle if isinstance(obj, User) else obj.body
             if text.lower() in hay.lower():
                 out.append(obj)
@@ -157,34 +162,35 @@ class Query:
     @strawberry.field
     def users(self, info: Info, first: int = 10, after: str | None = None) -> list[User]:
         """A page of users."""
-        return info.context.world.page(first, after)
+        return _world(info).page(first, after)
 
     @strawberry.field
     def user(self, info: Info, id: strawberry.ID) -> User | None:
         """One user by id."""
-        return info.context.world.user(str(id))
+        return _world(info).user(str(id))
 
     @strawberry.field
     def node(self, info: Info, id: strawberry.ID) -> Node | None:
         """Any object by id."""
-        return info.context.world.get(str(id))  # type: ignore[no-any-return]
+        found = _world(info).get(str(id))
+        return found if isinstance(found, Node) else None
 
     @strawberry.field
     def search(self, info: Info, text: str, first: int = 10) -> list[SearchResult]:
         """Users and posts matching ``text``."""
-        return info.context.world.search(text, first)  # type: ignore[no-any-return]
+        return _world(info).search(text, first)
 
     @strawberry.field
     def me(self, info: Info) -> User | None:
         """The caller's own profile."""
         subject = info.context.caller.subject.id
-        return None if subject is None else info.context.world.user(subject)
+        return None if subject is None else _world(info).user(subject)
 
     @strawberry.field
     async def users_async(self, info: Info, first: int = 10) -> list[User]:
         """A page of users from an async resolver."""
         await asyncio.sleep(0)
-        return info.context.world.page(first, None)
+        return _world(info).page(first, None)
 
 
 @strawberry.type
@@ -195,7 +201,7 @@ class Mutation:
     def update_profile(self, info: Info, display_name: str) -> UpdateProfilePayload:
         """Change the caller's display name; returns the profile."""
         subject = info.context.caller.subject.id
-        user = None if subject is None else info.context.world.user(subject)
+        user = None if subject is None else _world(info).user(subject)
         if user is not None:
             user.display_name = display_name
         return UpdateProfilePayload(user=user)
@@ -208,7 +214,7 @@ class Subscription:
     @strawberry.subscription
     async def profiles(self, info: Info, first: int = 3) -> AsyncGenerator[User, None]:
         """Emit the first ``first`` profiles, one event each."""
-        for user in info.context.world.page(first, None):
+        for user in _world(info).page(first, None):
             yield user
 
 

@@ -18,7 +18,8 @@ Example:
     ...   type Query { users(first: Int): [User!]! }
     ...   type User { name: String, email: String }
     ... ''')
-    >>> doc = parse('{ a: users(first: 5) { name } b: users { ...F } } fragment F on User { email }')
+    >>> doc = parse('{ a: users(first: 5) { name } b: users { ...F } } '
+    ...             'fragment F on User { email }')
     >>> op = analyze(schema, doc, None, {})
     >>> dict(op.fields), op.complexity["aliases"], op.complexity["max_list"]
     ({'Query.users': 2, 'User.name': 1, 'User.email': 1}, 2, 5)
@@ -37,7 +38,6 @@ from graphql import (
     GraphQLError,
     GraphQLIncludeDirective,
     GraphQLList,
-    GraphQLNamedType,
     GraphQLNonNull,
     GraphQLObjectType,
     GraphQLSchema,
@@ -148,11 +148,10 @@ class Annotations:
         self.tags: dict[str, tuple[str, ...]] = {}
         self.coordinates: list[str] = []
         for type_ in schema.type_map.values():
-            if type_.name.startswith("__") or not hasattr(type_, "fields"):
+            fields = getattr(type_, "fields", None)
+            if type_.name.startswith("__") or not isinstance(fields, Mapping):
                 continue
-            if not is_composite_type(type_) or not isinstance(type_.fields, Mapping):
-                continue
-            for fname, gfield in type_.fields.items():
+            for fname, gfield in fields.items():
                 ann = annotation_of(gfield)
                 self.by_field[(type_.name, fname)] = ann
                 if is_object_type(type_):
@@ -165,11 +164,11 @@ class Annotations:
                 continue
             if not is_composite_type(type_) or not hasattr(type_, "fields"):
                 continue
-            for fname in type_.fields:
+            for fname in getattr(type_, "fields", {}):
                 tags = self.by_field[(type_.name, fname)].tags
                 if not tags:
                     continue
-                for impl in schema.get_possible_types(type_):
+                for impl in schema.get_possible_types(type_):  # type: ignore[arg-type]
                     self.tags.setdefault(f"{impl.name}.{fname}", tags)
 
     def get(self, type_name: str, field_name: str) -> FieldAnnotation:
@@ -232,12 +231,12 @@ class _Walker:
         include = get_directive_values(GraphQLIncludeDirective, node, self.variables)
         return not (include is not None and include.get("if") is False)
 
-    def concrete(self, parent: GraphQLNamedType) -> list[GraphQLObjectType]:
+    def concrete(self, parent: Any) -> list[GraphQLObjectType]:
         if isinstance(parent, GraphQLObjectType):
             return [parent]
-        return list(self.schema.get_possible_types(parent))  # type: ignore[arg-type]
+        return list(self.schema.get_possible_types(parent))
 
-    def walk(self, sel: SelectionSetNode, parent: GraphQLNamedType, level: int) -> _Summary:
+    def walk(self, sel: SelectionSetNode, parent: Any, level: int) -> _Summary:
         if level > self.config.hard_depth:
             raise BadRequest(f"query nesting exceeds {self.config.hard_depth} levels")
         out = _Summary()
@@ -259,13 +258,13 @@ class _Walker:
         if memo is None:
             frag = self.fragments[name]
             target = self.schema.get_type(frag.type_condition.name.value)
-            memo = self.walk(frag.selection_set, target, level)  # type: ignore[arg-type]
+            memo = self.walk(frag.selection_set, target, level)
             self.memo[name] = memo
         if level + memo.depth > self.config.hard_depth:
             raise BadRequest(f"query nesting exceeds {self.config.hard_depth} levels")
         return memo
 
-    def field(self, node: FieldNode, parent: GraphQLNamedType, level: int) -> _Summary:
+    def field(self, node: FieldNode, parent: Any, level: int) -> _Summary:
         name = node.name.value
         out = _Summary()
         if name.startswith("__"):

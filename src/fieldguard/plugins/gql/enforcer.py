@@ -43,6 +43,7 @@ from fieldguard.guard import FailMode, Session
 from fieldguard.plugins.gql.errors import to_graphql_error
 
 Resolver = Callable[..., Any]
+Info = GraphQLResolveInfo[Any]
 PASS = None  # sentinel action: call the resolver untouched
 
 
@@ -60,7 +61,7 @@ class _Action:
     __slots__ = ("check", "coord", "denied", "enforcer", "guarded", "mask", "non_null",
                  "parent", "personal", "reason")
 
-    def __init__(self, enforcer: FieldEnforcer, info: GraphQLResolveInfo) -> None:
+    def __init__(self, enforcer: FieldEnforcer, info: Info) -> None:
         session = enforcer.session
         self.enforcer = enforcer
         self.parent = info.parent_type.name
@@ -86,7 +87,7 @@ class _Action:
         """Nothing to do: call the resolver untouched."""
         return not (self.denied or self.check or self.mask or self.guarded or self.personal)
 
-    def run(self, next_: Resolver, root: Any, info: GraphQLResolveInfo, args: Any) -> Any:
+    def run(self, next_: Resolver, root: Any, info: Info, args: Any) -> Any:
         session = self.enforcer.session
         if self.denied:
             session.exposure.note(self.coord, "deny")
@@ -107,11 +108,11 @@ class _Action:
             return self._finish_async(value, info, mask, subject)
         return self._finish(value, info, mask, subject)
 
-    async def _finish_async(self, value: Any, info: GraphQLResolveInfo, mask: str | None,
+    async def _finish_async(self, value: Any, info: Info, mask: str | None,
                             subject: str | None) -> Any:
         return self._finish(await value, info, mask, subject)
 
-    def _finish(self, value: Any, info: GraphQLResolveInfo, mask: str | None,
+    def _finish(self, value: Any, info: Info, mask: str | None,
                 subject: str | None) -> Any:
         session = self.enforcer.session
         if self.guarded and value is not None:
@@ -161,7 +162,7 @@ class FieldEnforcer:
         self._guards[named.name] = result
         return result
 
-    def _action(self, info: GraphQLResolveInfo) -> _Action | None:
+    def _action(self, info: Info) -> _Action | None:
         parent = info.parent_type.name
         if parent.startswith("__") or info.field_name.startswith("__"):
             action: _Action | None = None
@@ -172,7 +173,7 @@ class FieldEnforcer:
         self._actions.setdefault(parent, {})[info.field_name] = action
         return action
 
-    def resolve(self, next_: Resolver, root: Any, info: GraphQLResolveInfo, **args: Any) -> Any:
+    def resolve(self, next_: Resolver, root: Any, info: Info, **args: Any) -> Any:
         """The middleware hook graphql-core calls for every field."""
         by_field = self._actions.get(info.parent_type.name)
         if by_field is not None and info.field_name in by_field:
@@ -184,7 +185,7 @@ class FieldEnforcer:
                 return self._hide_fields(next_(root, info, **args), root)
             return next_(root, info, **args)
         try:
-            return action.run(next_, root, info, args)  # type: ignore[union-attr]
+            return action.run(next_, root, info, args)
         except FieldGuardError as exc:
             if isinstance(exc, EngineError) and self.session.guard.object_fail_mode is \
                     FailMode.REJECT:
@@ -207,7 +208,7 @@ class FieldEnforcer:
             return FieldEffect("deny", reason="object not visible"), subject
         return verdict.effect(coord), subject
 
-    def _type_name(self, obj: Any, info: GraphQLResolveInfo, named: Any) -> str | None:
+    def _type_name(self, obj: Any, info: Info, named: Any) -> str | None:
         if isinstance(named, GraphQLObjectType):
             return named.name
         resolver = getattr(named, "resolve_type", None)
@@ -223,7 +224,7 @@ class FieldEnforcer:
         typename = obj.get("__typename") if isinstance(obj, dict) else None
         return typename if isinstance(typename, str) else None
 
-    def filter_objects(self, value: Any, info: GraphQLResolveInfo) -> Any:
+    def filter_objects(self, value: Any, info: Info) -> Any:
         """Decide the objects a field returns; drop the invisible ones."""
         field_def = info.parent_type.fields[info.field_name]
         named = get_named_type(field_def.type)
@@ -231,7 +232,7 @@ class FieldEnforcer:
             return self._filter_one(value, info, named)
         return self._filter_list(list(value), info, named)
 
-    def _filter_one(self, obj: Any, info: GraphQLResolveInfo, named: Any) -> Any:
+    def _filter_one(self, obj: Any, info: Info, named: Any) -> Any:
         type_name = self._type_name(obj, info, named)
         if type_name is None or not self.session.is_guarded_type(type_name):
             return obj if type_name is not None or not self.guards_type(named) else None
@@ -240,7 +241,7 @@ class FieldEnforcer:
                                           0 if verdict.visible else 1)
         return obj if verdict.visible else None
 
-    def _filter_list(self, items: list[Any], info: GraphQLResolveInfo, named: Any) -> list[Any]:
+    def _filter_list(self, items: list[Any], info: Info, named: Any) -> list[Any]:
         session = self.session
         if items and isinstance(items[0], list):
             return [self._filter_list(list(sub), info, named) for sub in items]

@@ -9,6 +9,7 @@ either fails, so nothing leaves the API unaudited or uncounted.
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Sequence
 from typing import Any
 
@@ -89,10 +90,9 @@ class OperationRun:
 
     def _audit_refusal(self, exc: FieldGuardError) -> None:
         outcome = self.session.plan.outcome if self.session.plan else exc.code.lower()
-        try:
+        # The request is refused anyway; a sink failure is in its own log.
+        with contextlib.suppress(FieldGuardError):
             self.session.finish(outcome)
-        except FieldGuardError:
-            pass  # the request is refused anyway; the sink error is in the log
 
     def finish(self, result: ExecutionResult) -> ExecutionResult:
         """Charge quotas and audit; an error replaces the data if either fails."""
@@ -111,10 +111,8 @@ class OperationRun:
         return ExecutionResult(result.data, errors or None, extensions)
 
     def _fail(self, error: GraphQLError) -> ExecutionResult:
-        try:
+        with contextlib.suppress(FieldGuardError):
             self.session.finish("error")
-        except FieldGuardError:
-            pass
         return ExecutionResult(None, [error], self.extensions())
 
     def extensions(self) -> dict[str, Any]:
