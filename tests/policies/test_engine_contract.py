@@ -47,11 +47,6 @@ def policy(text: str = POLICY, data: Mapping[str, Any] = DATA) -> PolicySet:
     return PolicySet.from_sources([("rego/contract.rego", text)], data)
 
 
-def regorus_gap(request: pytest.FixtureRequest, why: str) -> None:
-    """Mark a known regorus divergence from OPA; strict, so a fix shows up."""
-    request.applymarker(pytest.mark.xfail(reason=f"regorus differs from OPA: {why}", strict=True))
-
-
 @pytest.fixture(params=["sync", "async"])
 def decide(request: pytest.FixtureRequest) -> Any:
     """``decide(engine, path, input, **kw)`` through evaluate or aevaluate."""
@@ -102,12 +97,8 @@ def test_policy_data_is_visible(make_engine: Any, decide: Any) -> None:
     ],
 )
 def test_undefined_is_not_allow(
-    make_engine: Any, decide: Any, engine_kind: str, path: str, input: dict[str, Any],
-    request: pytest.FixtureRequest,
+    make_engine: Any, decide: Any, path: str, input: dict[str, Any]
 ) -> None:
-    if engine_kind == "regorus" and path != "contract.allow":
-        regorus_gap(request, "eval_rule on a rule that does not exist raises 'not a valid "
-                    "rule path' (unavailable) where OPA answers undefined; both fail closed")
     d = decide(make_engine(policy()), path, input)
     assert d.outcome is Outcome.UNDEFINED
     assert d.result is None and not d.defined
@@ -181,12 +172,8 @@ def test_data_change_changes_revision(make_engine: Any, decide: Any) -> None:
     ("broken", "line"), [(BROKEN_PARSE, 7), (BROKEN_COMPILE, 6)], ids=["parse", "compile"]
 )
 def test_broken_module_keeps_last_good_policy(
-    make_engine: Any, decide: Any, engine_kind: str, broken: str, line: int,
-    request: pytest.FixtureRequest,
+    make_engine: Any, decide: Any, broken: str, line: int
 ) -> None:
-    if engine_kind == "regorus" and broken is BROKEN_COMPILE:
-        regorus_gap(request, "regorus does not check variable safety or types when a policy is "
-                    "added, so an unsafe variable loads and fails at evaluation")
     engine = make_engine(policy())
     engine.load(policy(V2))
     good = engine.revision
@@ -205,7 +192,7 @@ def test_broken_module_keeps_last_good_policy(
     assert engine.revision == good
     d = decide(engine, "contract.version", {})
     assert (d.result, d.revision) == (2, good)
-    assert decide(engine, "extra.x", {}).outcome is not Outcome.VALUE
+    assert decide(engine, "extra.x", {}).outcome is Outcome.UNDEFINED
 
 
 def test_test_modules_are_not_loaded(make_engine: Any, decide: Any) -> None:
@@ -214,7 +201,7 @@ def test_test_modules_are_not_loaded(make_engine: Any, decide: Any) -> None:
         ("rego/contract_test.rego", "package contract\n\ntest_version if version == 1\n"),
     ], DATA)
     engine = make_engine(ps)
-    assert decide(engine, "contract.test_version", {}).outcome is not Outcome.VALUE
+    assert decide(engine, "contract.test_version", {}).outcome is Outcome.UNDEFINED
 
 
 def test_threads_never_see_each_others_results(make_engine: Any) -> None:

@@ -283,6 +283,18 @@ class OpaFixtureServer:
             del node[path[-1]]
             self._swap(self._modules, data)
 
+    def _eval(self, path: str, input: Any) -> Any:
+        # A concurrent PUT swaps in a new engine and closes the old one; an
+        # evaluation that picked up the old one asks the new one, as OPA
+        # (which swaps compilers, never failing a query) would answer.
+        while True:
+            engine = self._engine
+            try:
+                return engine.eval_document(path, input)
+            except OpaError as exc:
+                if exc.code not in ("closed", "invalid_handle") or engine is self._engine:
+                    raise
+
     def decide(
         self, path: list[str], input: Any, params: dict[str, list[str]], has_input: bool
     ) -> dict[str, Any]:
@@ -291,11 +303,9 @@ class OpaFixtureServer:
             self._stopping.wait(self.delay)
         if self.fail_status is not None:
             raise _error(self.fail_status, "internal_error", "fixture told to fail")
-        with self._lock:
-            engine = self._engine
         body: dict[str, Any] = {}
         try:
-            body["result"] = engine.eval_document(".".join(path), input if has_input else None)
+            body["result"] = self._eval(".".join(path), input if has_input else None)
         except OpaUndefinedError:
             pass
         except OpaError as exc:

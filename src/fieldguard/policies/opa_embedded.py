@@ -140,6 +140,12 @@ def compile_opa(policy: PolicySet) -> Any:
     return engine
 
 
+# What the bindings raise for an engine closed by a reload: "closed" when the
+# handle was already cleared, "invalid_handle" when the Go side released it.
+_CLOSED_CODES = frozenset({"closed", "invalid_handle"})
+_MAX_SWAPS = 20
+
+
 def _close_when_idle(engine: Any) -> None:
     # Evaluations hold the bindings' eval lock; taking it means no call is
     # in flight on the old engine when its native handle is released. A
@@ -233,7 +239,9 @@ class OpaEmbeddedEngine:
         if not DECISION_PATH.match(path):
             return unavailable(f"invalid decision path {path!r}")
         doc = input if isinstance(input, dict) else dict(input)
-        for _attempt in range(2):
+        # Retried only when a reload swapped engines mid-call, so this ends
+        # unless reloads arrive faster than one evaluation.
+        for _attempt in range(_MAX_SWAPS):
             if state is None:
                 return unavailable("no policy loaded")
             try:
@@ -244,7 +252,7 @@ class OpaEmbeddedEngine:
                     eval_ns=time.perf_counter_ns() - start,
                 )
             except self._bindings.OpaError as exc:
-                if exc.code == "closed" and self._state is not state:
+                if exc.code in _CLOSED_CODES and self._state is not state:
                     state = self._state  # swapped under us: ask the new engine
                     revision = state[0].revision if state else ""
                     continue
@@ -255,7 +263,7 @@ class OpaEmbeddedEngine:
                 path=path, outcome=Outcome.VALUE, result=value, revision=revision,
                 decision_id=did, engine=self.name, eval_ns=time.perf_counter_ns() - start,
             )
-        return unavailable("engine was replaced twice during one evaluation")
+        return unavailable(f"policy reloaded {_MAX_SWAPS} times during one evaluation")
 
     async def aevaluate(
         self, path: str, input: Mapping[str, Any], *, decision_id: str | None = None
