@@ -178,7 +178,9 @@ class Guard:
         maskers: masker registry (built-ins by default).
         audit: sink for one event per decided operation; a sink that fails
             turns the response into an error (nothing unaudited is released).
-        limiter: quota ledger (``fieldguard.limits.Limiter``) or None.
+        limiter: a ``fieldguard.limits.Limiter``, a storage URL (``memory://``,
+            ``redis://host:6379/0``…) to build one from the policy's quota
+            catalogue, or None for no quotas.
         object_fail_mode: what a failed objects decision does.
         engine_options: passed to :func:`engine_from_url`.
 
@@ -212,6 +214,8 @@ class Guard:
         self.engine = engine
         self.maskers = maskers or MaskerRegistry()
         self.audit = audit
+        if isinstance(limiter, str):
+            limiter = self._limiter_from_url(limiter, policy)
         self.limiter = limiter
         self.object_fail_mode = FailMode(object_fail_mode)
         self._policy = policy
@@ -219,6 +223,17 @@ class Guard:
         self._classification: tuple[str, Classification] = ("", Classification())
         self.classification()  # validate now, not on the first request
         self._check_maskers(policy)
+
+    @staticmethod
+    def _limiter_from_url(url: str, policy: PolicySet | None) -> Any:
+        from fieldguard.limits import Limiter
+
+        catalogue = policy.policy_data.get("limits") if policy else None
+        if not isinstance(catalogue, Mapping):
+            raise ConfigurationError(
+                "a limiter URL needs the quota catalogue (data.policy.limits) of a local "
+                "policy; pass a Limiter built with Limiter.from_url(url, quotas=…) instead")
+        return Limiter.from_url(url, quotas=catalogue)
 
     def _check_maskers(self, policy: PolicySet | None) -> None:
         coords = policy.policy_data.get("classification", {}) if policy else {}
@@ -512,12 +527,18 @@ class Session:
         ex = self.exposure.as_dict()
         sensitive = sum(ex["released"].values()) + sum(ex["masked"].values())
         op = self.operation
-        limiter.charge(
-            self.plan.charges,
-            Charged(records=self.exposure.records, subjects=frozenset(ex["subjects"]),
-                    sensitive=sensitive, cost=cost, requests=1,
-                    probed_ids=op.probed_ids if op else ()),
-        )
+        keys = self._usage[0] if self._usage else None
+        try:
+            limiter.charge(
+                self.plan.charges,
+                Charged(records=self.exposure.records, subjects=frozenset(ex["subjects"]),
+                        sensitive=sensitive, cost=cost, requests=1,
+                        probed_ids=op.probed_ids if op else ()),
+                keys=keys,
+            )
+        except StorageError as exc:
+            self.errors.append(exc.code)
+            raise
 
     def finish(self, outcome: str | None = None) -> AuditEvent:
         """Emit the audit event for this request (once) and return it.

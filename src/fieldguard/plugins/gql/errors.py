@@ -59,3 +59,41 @@ def to_graphql_error(exc: FieldGuardError) -> GraphQLError:
     """A GraphQL error for ``exc`` (no internal detail for engine/storage errors)."""
     return GraphQLError(public_message(exc), extensions=error_extensions(exc),
                         original_error=None)
+
+
+_STATUS = {
+    "RATE_LIMITED": 429,
+    "FORBIDDEN": 403,
+    "CHALLENGE_REQUIRED": 403,
+    "BAD_REQUEST": 400,
+    "GRAPHQL_PARSE_FAILED": 400,
+    "GRAPHQL_VALIDATION_FAILED": 400,
+    "BAD_USER_INPUT": 400,
+    "POLICY_UNAVAILABLE": 503,
+    "POLICY_UNDEFINED": 503,
+    "POLICY_MALFORMED": 503,
+    "STORAGE_UNAVAILABLE": 503,
+}
+
+
+def http_status(data: Any, errors: Any) -> tuple[int, dict[str, str]]:
+    """HTTP status and headers for a GraphQL result served over HTTP.
+
+    A result with data is 200 (field errors travel in the body); a refused
+    operation takes the status of its first error's code, with
+    ``Retry-After`` for throttling.
+
+    Example:
+        >>> err = GraphQLError("slow down", extensions={"code": "RATE_LIMITED",
+        ...                                             "retry_after": 30})
+        >>> http_status(None, [err])
+        (429, {'Retry-After': '30'})
+    """
+    if data is not None or not errors:
+        return 200, {}
+    ext = getattr(errors[0], "extensions", None) or {}
+    status = _STATUS.get(ext.get("code", ""), 400)
+    headers = {}
+    if status == 429 and ext.get("retry_after") is not None:
+        headers["Retry-After"] = str(int(ext["retry_after"]))
+    return status, headers
