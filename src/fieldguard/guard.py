@@ -510,6 +510,60 @@ class Session:
         value = read_attr(obj, spec.subject)
         return None if value is None else str(value)
 
+    # -- client signals --------------------------------------------------------
+
+    def _tightest(self, measure: str, extra: int) -> tuple[Mapping[str, Any], int] | None:
+        """The plan's charge of ``measure`` with the least room left, and that room."""
+        if self.plan is None or not self._usage:
+            return None
+        usage = self._usage[1]
+        best: tuple[Mapping[str, Any], int] | None = None
+        for charge in self.plan.charges:
+            if charge.get("measure") != measure or not isinstance(charge.get("limit"), int):
+                continue
+            used = usage.used(str(charge.get("scope")), str(charge.get("quota")))
+            room = max(int(charge["limit"]) - used - extra, 0)
+            if best is None or room < best[1]:
+                best = (charge, room)
+        return best
+
+    def cost_status(self, requested: int) -> dict[str, Any]:
+        """The GraphQL ``extensions.cost`` object (Shopify/GitHub style).
+
+        fieldguard charges the *requested* static cost, as GitHub does (page
+        sizes asked for, not items found), so ``actualQueryCost`` equals it.
+        ``throttleStatus`` describes the tightest cost quota of the plan.
+        """
+        status: dict[str, Any] = {"requestedQueryCost": requested,
+                                  "actualQueryCost": requested}
+        tight = self._tightest("cost", requested)
+        if tight is not None:
+            charge, room = tight
+            window = max(int(charge.get("window_seconds") or 1), 1)
+            status["throttleStatus"] = {
+                "maximumAvailable": int(charge["limit"]),
+                "currentlyAvailable": room,
+                "restoreRate": round(int(charge["limit"]) / window, 3),
+                "quota": charge.get("quota"), "scope": charge.get("scope"),
+            }
+        return status
+
+    def rate_limit_headers(self) -> dict[str, str]:
+        """IETF ``RateLimit-Policy`` / ``RateLimit`` headers for the tightest
+        record quota (draft-ietf-httpapi-ratelimit-headers), after this
+        request's records are counted.
+
+        Example (shape): ``RateLimit-Policy: "records_day";q=600;w=86400`` and
+        ``RateLimit: "records_day";r=512;t=86400``.
+        """
+        tight = self._tightest("records", self.exposure.records)
+        if tight is None:
+            return {}
+        charge, room = tight
+        name, window = charge.get("quota"), int(charge.get("window_seconds") or 0)
+        return {"RateLimit-Policy": f'"{name}";q={int(charge["limit"])};w={window}',
+                "RateLimit": f'"{name}";r={room};t={window}'}
+
     # -- the end -------------------------------------------------------------
 
     def charge(self, cost: int = 0) -> None:

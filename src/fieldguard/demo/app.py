@@ -73,10 +73,14 @@ class GuardedGraphQL(GraphQL[DemoContext, None]):
 
     async def process_result(self, request: Any, result: ExecutionResult) -> GraphQLHTTPResponse:
         status, headers = http_status(result.data, result.errors)
+        ratelimit = ((result.extensions or {}).get("fieldguard") or {}).get("ratelimit")
         response = getattr(request.state, "fieldguard_response", None)
-        if response is not None and status != 200:
-            response.status_code = status
+        if response is not None:
+            if status != 200:
+                response.status_code = status
             response.headers.update(headers)
+            if isinstance(ratelimit, dict):
+                response.headers.update(ratelimit)
         return process_result(result)
 
 

@@ -116,9 +116,19 @@ class OperationRun:
         return ExecutionResult(None, [error], self.extensions())
 
     def extensions(self) -> dict[str, Any]:
-        """Response extensions: the decision id and the policy revision."""
-        return {"fieldguard": {"decision_id": self.session.decision_id,
-                               "revision": self.shared.guard.engine.revision}}
+        """Response extensions: the decision id, the policy revision, the
+        query cost with the throttle status, and rate-limit headers for HTTP
+        layers to copy."""
+        session = self.session
+        ext: dict[str, Any] = {"fieldguard": {"decision_id": session.decision_id,
+                                              "revision": self.shared.guard.engine.revision}}
+        if session.plan is not None:
+            ext["cost"] = session.cost_status(self.cost)
+            ext["cost"]["throttled"] = session.plan.outcome == "throttle"
+            headers = session.rate_limit_headers()
+            if headers:
+                ext["fieldguard"]["ratelimit"] = headers
+        return ext
 
 
 def refused(errors: Sequence[GraphQLError], run: OperationRun | None = None) -> ExecutionResult:
