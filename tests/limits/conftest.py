@@ -9,7 +9,7 @@ when no redis-server binary exists at all.
 from __future__ import annotations
 
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -17,7 +17,7 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from limits_fixtures import CATALOGUE
+from limits_fixtures import CATALOGUE, LimiterFactory
 
 from fieldguard.limits import Limiter
 from support.redis_server import RedisServer
@@ -54,9 +54,6 @@ def backend_url(request: pytest.FixtureRequest) -> str:
         return "memory://"
     server: RedisServer = request.getfixturevalue("redis_server")
     return server.url
-
-
-LimiterFactory = Callable[..., Limiter]
 
 
 @pytest.fixture

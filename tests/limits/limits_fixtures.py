@@ -3,7 +3,13 @@ Redis command counter (round trips are counted on the server, not guessed)."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
+
+from fieldguard.limits import Limiter
+
+#: ``make_limiter`` fixture type: build a limiter on the parametrized backend.
+LimiterFactory = Callable[..., Limiter]
 
 CATALOGUE: dict[str, Any] = {
     "quotas": {

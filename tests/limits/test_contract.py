@@ -9,8 +9,7 @@ from __future__ import annotations
 import time
 
 import pytest
-from conftest import LimiterFactory
-from limits_fixtures import CATALOGUE, charge
+from limits_fixtures import CATALOGUE, LimiterFactory, charge
 
 from fieldguard.errors import QuotaExceeded
 from fieldguard.limits import Exposure, Limiter, QuotaKeys

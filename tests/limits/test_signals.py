@@ -7,10 +7,9 @@ import random
 import time
 
 import pytest
-from conftest import LimiterFactory
 from hypothesis import given
 from hypothesis import strategies as st
-from limits_fixtures import CATALOGUE, charge, redis_calls
+from limits_fixtures import CATALOGUE, LimiterFactory, charge, redis_calls
 
 from fieldguard.limits import Exposure, Limiter, QuotaKeys, SignalConfig, probing_score
 from fieldguard.limits.signals import parse_probe_id
