@@ -336,6 +336,12 @@ class Session:
         self._by_object: dict[int, tuple[Any, ObjectVerdict, str | None]] = {}
         self._check_coords: dict[str, list[str]] = {}
         self._usage: Any = None
+        #: guarded records this request may still release (None: unlimited);
+        #: the tightest ``remaining`` of the plan's record charges, so a quota
+        #: is never exceeded by the page that reaches it
+        self.record_budget: int | None = None
+        #: records withheld because the budget ran out
+        self.truncated = 0
         self._started = time.perf_counter_ns()
         self._finished = False
 
@@ -403,6 +409,9 @@ class Session:
             err = self._refusal(plan)
             self.errors.append(err.code)
             raise err
+        budgets = [int(c["remaining"]) for c in plan.charges
+                    if c.get("measure") == "records" and isinstance(c.get("remaining"), int)]
+        self.record_budget = max(min(budgets), 0) if budgets else None
         self._check_coords = {}
         for coord, eff in plan.fields.items():
             if eff.effect == "check":
@@ -488,6 +497,17 @@ class Session:
         with self._lock:
             for key, verdict in zip(missing, verdicts, strict=True):
                 self._by_shape[key] = verdict
+
+    def take_records(self, wanted: int) -> int:
+        """Reserve up to ``wanted`` records from the request's budget; returns
+        how many may be released (the rest are withheld and counted)."""
+        with self._lock:
+            if self.record_budget is None:
+                return wanted
+            granted = min(wanted, self.record_budget)
+            self.record_budget -= granted
+            self.truncated += wanted - granted
+            return granted
 
     def verdict_of(self, type_name: str, obj: Any) -> tuple[ObjectVerdict, str | None]:
         """The verdict and data-subject id of one object (batch-decided

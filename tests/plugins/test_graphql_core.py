@@ -212,3 +212,27 @@ def test_subscription_events_are_guarded(guard: Guard, sink: MemorySink, store: 
             assert event.data["profiles"]["email"] is None
             assert event.errors[0].extensions["code"] == "FORBIDDEN"
     assert sink.records[-1].exposure["withheld"]["User.email"] == 3
+
+
+def test_record_quota_is_exact_not_within_a_page(shipped: PolicySet, store: Store) -> None:
+    from fieldguard.limits import Limiter
+
+    limiter = Limiter.from_url("memory://", quotas=shipped.policy_data["limits"])
+    sink = MemorySink()
+    guard = Guard(policy=shipped, audit=sink, limiter=limiter)
+    gg = _gg(guard)
+    big = Store.generate(users=700, posts_per_user=0)
+    received, after, codes = 0, None, []
+    for _ in range(12):  # 600/day standard quota, pages of 100
+        cursor = f', after: "{after}"' if after else ""
+        r = gg.execute_sync(f"{{ users(first: 100{cursor}) {{ id }} }}",
+                            context_value=DemoContext(caller(USER), big))
+        codes = [e.extensions["code"] for e in r.errors or []]
+        if r.data is None:
+            break
+        received += len(r.data["users"])
+        if r.data["users"]:
+            after = r.data["users"][-1]["id"]
+    assert received == 600
+    assert codes == ["RATE_LIMITED"]
+    assert sum(e.exposure["records"] for e in sink.records) == 600

@@ -237,9 +237,11 @@ class FieldEnforcer:
         if type_name is None or not self.session.is_guarded_type(type_name):
             return obj if type_name is not None or not self.guards_type(named) else None
         verdict, _ = self.session.verdict_of(type_name, obj)
-        self.session.exposure.add_records(1 if verdict.visible else 0,
-                                          0 if verdict.visible else 1)
-        return obj if verdict.visible else None
+        if verdict.visible and self.session.take_records(1) == 1:
+            self.session.exposure.add_records(1)
+            return obj
+        self.session.exposure.add_records(0, 0 if verdict.visible else 1)
+        return None
 
     def _filter_list(self, items: list[Any], info: Info, named: Any) -> list[Any]:
         session = self.session
@@ -259,11 +261,13 @@ class FieldEnforcer:
             verdicts = session.verdicts(type_name, [items[i] for i in idx])
             for i, verdict in zip(idx, verdicts, strict=True):
                 keep[i] = verdict.visible
-        shown = [obj for obj, k in zip(items, keep, strict=True) if k]
-        guarded = sum(len(v) for v in by_type.values())
-        hidden = len(items) - len(shown)
-        session.exposure.add_records(guarded - hidden if guarded >= hidden else 0, hidden)
-        return shown
+        guarded = {i for idx in by_type.values() for i in idx}
+        visible = [i for i in guarded if keep[i]]
+        granted = session.take_records(len(visible))
+        for i in sorted(visible)[granted:]:
+            keep[i] = False  # beyond the record quota: withheld
+        session.exposure.add_records(granted, len(guarded) - len(visible))
+        return [obj for obj, k in zip(items, keep, strict=True) if k]
 
     # -- introspection -------------------------------------------------------
 

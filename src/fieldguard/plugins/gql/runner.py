@@ -106,6 +106,10 @@ class OperationRun:
         except FieldGuardError as exc:
             self.session.errors.append(exc.code)
             return self._fail(to_graphql_error(exc))
+        if self.session.truncated:
+            errors.append(GraphQLError(
+                f"record quota reached: {self.session.truncated} record(s) withheld",
+                extensions={"code": "RATE_LIMITED", "withheld": self.session.truncated}))
         extensions = dict(result.extensions or {})
         extensions.update(self.extensions())
         return ExecutionResult(result.data, errors or None, extensions)
