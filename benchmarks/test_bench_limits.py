@@ -102,6 +102,8 @@ def _run(benchmark: Any, url: str, fn: Callable[[], object], label: str) -> None
     benchmark.extra_info["round_trips_per_request"] = trips
     benchmark.extra_info["backend"] = url.split(":")[0]
     benchmark.pedantic(fn, rounds=300, iterations=1, warmup_rounds=20)
+    if benchmark.stats is None:  # --benchmark-disable (the default addopts): ran once
+        return
     median_us = benchmark.stats.stats.median * 1e6
     print(
         f"\n{label} [{url.split(':')[0]}]: median {median_us:.1f} us, {trips:g} round trips/request"
