@@ -334,9 +334,12 @@ def test_eval_undefined_exits_2(project: Path, capsys: pytest.CaptureFixture[str
     assert "releases nothing" in captured.err
 
 
-def test_eval_unavailable_exits_2(project: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_eval_missing_rule_is_undefined_and_exits_2(
+    project: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # A rule that does not exist is undefined, as in OPA (not an engine error).
     assert main(["eval", "-i", "input.json", "--path", "fieldguard.nothing"]) == 2
-    assert "fieldguard.nothing: unavailable" in capsys.readouterr().err
+    assert "fieldguard.nothing: undefined" in capsys.readouterr().err
 
 
 @pytest.mark.parametrize(

@@ -189,6 +189,7 @@ def test_async_execution(guard: Guard, store: Store) -> None:
     assert "u3" not in emails
 
 
+@pytest.mark.filterwarnings("ignore:coroutine .* was never awaited:RuntimeWarning")
 def test_async_resolver_under_execute_sync_is_an_error_not_a_crash(guard: Guard,
                                                                    store: Store) -> None:
     r = _gg(guard).execute_sync("{ usersAsync { id } }",
