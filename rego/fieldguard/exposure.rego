@@ -68,6 +68,24 @@ visible(o) if {
 	audience_matches(o, audience)
 }
 
+# ---------------------------------------------------------------- per coordinate, once per batch
+
+# What does not depend on the object is computed once per coordinate (rules
+# are evaluated once per query; function calls are not memoised by regorus).
+plan_effect := {c: fields.effect(c) | some c in requested}
+
+personal := {c | some c in requested; fields.personal(c)}
+
+privacy_key := {c: k | some c in requested; k := fields.privacy_key(c)}
+
+mask_reason := {c: r | some c in requested; r := fields.mask_reason(c)}
+
+masker := {c: fields.masker(c) | some c in requested}
+
+requires_consent if purposes.purpose_flag("requires_consent")
+
+honours_privacy if purposes.purpose_flag("honours_privacy")
+
 # ---------------------------------------------------------------- privacy and consent
 
 privacy_settings(o) := p if {
@@ -79,14 +97,12 @@ privacy_settings(o) := p if {
 # shipped default for that key, else `nobody`. Coordinates without a key fall
 # back to classification default_privacy.
 privacy_setting(o, c) := s if {
-	key := fields.privacy_key(c)
-	s := privacy_settings(o)[key]
+	s := privacy_settings(o)[privacy_key[c]]
 	is_string(s)
 } else := s if {
-	key := fields.privacy_key(c)
-	s := cls.privacy_defaults[key]
+	s := cls.privacy_defaults[privacy_key[c]]
 } else := "nobody" if {
-	fields.privacy_key(c)
+	privacy_key[c]
 } else := cls.default_privacy
 
 setting_allows("everyone") := true
@@ -95,38 +111,44 @@ setting_allows("authenticated") if util.authenticated
 
 consented(o) if purposes.purpose_name in util.array_or_empty(object.get(attrs(o), "consent", []))
 
-# ---------------------------------------------------------------- per coordinate
+# ---------------------------------------------------------------- per object and coordinate
 
 # The effect for a coordinate the plan marked `check`.
 subject_effect(o, c) := {"effect": "allow", "reason": "the caller's own data"} if {
 	is_self(o)
 } else := {"effect": "deny", "reason": sprintf("the data subject has not consented to purpose %s", [purposes.purpose_name])} if {
-	purposes.purpose_flag("requires_consent")
-	fields.personal(c)
+	requires_consent
+	c in personal
 	not consented(o)
 } else := {"effect": "deny", "reason": sprintf("the data subject's privacy setting (%s) withholds it", [setting])} if {
-	purposes.purpose_flag("honours_privacy")
+	honours_privacy
 	setting := privacy_setting(o, c)
 	not setting_allows(setting)
-} else := {"effect": "mask", "mask": fields.masker(c), "reason": r} if {
-	r := fields.mask_reason(c)
+} else := {"effect": "mask", "mask": masker[c], "reason": mask_reason[c]} if {
+	mask_reason[c]
 } else := {"effect": "allow", "reason": "the data subject's settings allow it"}
 
-field_effect(o, c) := {"effect": "deny", "reason": "the object is not visible to this caller"} if {
-	not visible(o)
+# Invisible objects release nothing; `check` is decided per subject; any
+# other plan effect holds for every object.
+field_effect(o, visible, c) := {"effect": "deny", "reason": "the object is not visible to this caller"} if {
+	visible == false
 } else := subject_effect(o, c) if {
-	fields.effect(c).effect == "check"
-} else := fields.effect(c)
+	plan_effect[c].effect == "check"
+} else := plan_effect[c]
 
 coordinates_of(o) := {c | some c in requested; util.coordinate_type(c) == object_type(o)}
 
 decide(o) := {
-	"visible": visible_bool(o),
-	"fields": {c: field_effect(o, c) | some c in coordinates_of(o)},
+	"visible": visible,
+	"fields": {c: field_effect(o, visible, c) | some c in coordinates_of(o)},
+} if {
+	visible := visible_bool(o)
 }
 
 visible_bool(o) := true if visible(o)
 
 visible_bool(o) := false if not visible(o)
 
+# Same length and order as input.objects (visible_bool is defined for every
+# value, so decide is too).
 result := {"objects": [decide(o) | some o in objects]}
