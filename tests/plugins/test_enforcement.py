@@ -145,3 +145,13 @@ def test_introspection_hides_denied_coordinates(run: Run) -> None:
     assert "moderationNotes" not in anon and "email" not in anon
     assert "handle" in anon
     assert "moderationNotes" in support
+
+
+def test_purpose_from_an_operation_directive(run: Run) -> None:
+    q = 'query Ticket @purpose(name: "support") { user(id: "u5") { email } }'
+    result = run(q, caller(SUPPORT, purpose=None))
+    assert result.data == {"user": {"email": "u***@example.org"}}
+    member = run(q, caller(USER))   # a member may not claim the support purpose
+    assert member.data is None and member.codes() == ["FORBIDDEN"]
+    clash = run(q, caller(SUPPORT, purpose="analytics"))
+    assert clash.data is None and clash.codes() == ["BAD_REQUEST"]

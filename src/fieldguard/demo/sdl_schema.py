@@ -22,8 +22,9 @@ from graphql import GraphQLObjectType, GraphQLSchema, build_schema
 
 from fieldguard.demo import data
 from fieldguard.guard import snake_case
+from fieldguard.plugins.gql.analysis import PURPOSE_SDL
 
-SDL = '''
+SDL = PURPOSE_SDL + '''
 directive @classify(tags: [String!]!) on FIELD_DEFINITION
 directive @cost(weight: String!) on FIELD_DEFINITION
 directive @listSize(assumedSize: Int, slicingArguments: [String!]) on FIELD_DEFINITION

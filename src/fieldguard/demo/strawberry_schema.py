@@ -221,5 +221,8 @@ class Subscription:
 def build_schema(extensions: Sequence[type[SchemaExtension]] = ()) -> strawberry.Schema:
     """The strawberry schema; the data travels in the context as a
     :class:`World` (``DemoContext.world``)."""
+    from fieldguard.plugins.strawberry import purpose_directive
+
     return strawberry.Schema(query=Query, mutation=Mutation, subscription=Subscription,
-                             types=[Comment], extensions=list(extensions))
+                             types=[Comment], extensions=list(extensions),
+                             directives=[purpose_directive])

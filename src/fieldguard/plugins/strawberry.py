@@ -42,6 +42,8 @@ from typing import Any
 
 from graphql import ExecutionResult, GraphQLError
 from graphql.execution.values import get_variable_values
+import strawberry
+from strawberry.directive import DirectiveLocation
 from strawberry.extensions import SchemaExtension
 
 from fieldguard.context import Caller
@@ -207,6 +209,18 @@ class _NoPlan(FieldGuardError):
 
 
 _NO_PLAN = _NoPlan("no policy plan for this request")
+
+
+@strawberry.directive(
+    locations=[DirectiveLocation.QUERY, DirectiveLocation.MUTATION,
+               DirectiveLocation.SUBSCRIPTION],
+    name="purpose",
+    description="The purpose of processing this operation serves (policy-checked).",
+)
+def purpose_directive(name: str) -> None:
+    """``@purpose(name: "support")`` on an operation; pass it in
+    ``strawberry.Schema(directives=[purpose_directive])``. fieldguard reads it
+    before execution; the policy decides whether the caller may use it."""
 
 
 class QuietDenials:

@@ -310,6 +310,32 @@ class _Walker:
         return out
 
 
+PURPOSE_DIRECTIVE = "purpose"
+PURPOSE_SDL = "directive @purpose(name: String!) on QUERY | MUTATION | SUBSCRIPTION"
+
+
+def operation_purpose(op: OperationDefinitionNode, variables: Any = None) -> str | None:
+    """The purpose an operation declares with ``@purpose(name: "…")``.
+
+    Example:
+        >>> from graphql import parse
+        >>> op = parse('query Q @purpose(name: "support") { me }').definitions[0]
+        >>> operation_purpose(op)
+        'support'
+    """
+    for directive in op.directives or ():
+        if directive.name.value != PURPOSE_DIRECTIVE:
+            continue
+        for arg in directive.arguments:
+            if arg.name.value == "name":
+                value = value_from_ast_untyped(arg.value, getattr(variables, "coerced",
+                                                                  variables))
+                if not isinstance(value, str) or not value:
+                    raise BadRequest("@purpose(name:) must be a non-empty string")
+                return value
+    return None
+
+
 def select_operation(doc: Any, operation_name: str | None) -> OperationDefinitionNode:
     """The operation to run, as graphql-core picks it.
 

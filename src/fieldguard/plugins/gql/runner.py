@@ -10,15 +10,22 @@ either fails, so nothing leaves the API unaudited or uncounted.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 from collections.abc import Sequence
 from typing import Any
 
 from graphql import ExecutionResult, GraphQLError, GraphQLSchema
 
 from fieldguard.context import Caller
-from fieldguard.errors import FieldGuardError
+from fieldguard.errors import BadRequest, FieldGuardError
 from fieldguard.guard import Guard, Session
-from fieldguard.plugins.gql.analysis import AnalysisConfig, Annotations, analyze
+from fieldguard.plugins.gql.analysis import (
+    AnalysisConfig,
+    Annotations,
+    analyze,
+    operation_purpose,
+    select_operation,
+)
 from fieldguard.plugins.gql.enforcer import FieldEnforcer
 from fieldguard.plugins.gql.errors import to_graphql_error
 
@@ -70,6 +77,7 @@ class OperationRun:
         """
         shared, session = self.shared, self.session
         try:
+            self._apply_purpose(document, operation_name, variables)
             op = analyze(shared.schema, document, operation_name, variables,
                          shared.annotations, shared.analysis)
             self.cost = int(op.complexity.get("cost", 0))
@@ -87,6 +95,18 @@ class OperationRun:
                       if plan.effect(c).effect == "deny"}
         self.enforcer = FieldEnforcer(session, shared.schema, hidden)
         return None
+
+    def _apply_purpose(self, document: Any, operation_name: str | None,
+                       variables: Any) -> None:
+        declared = operation_purpose(select_operation(document, operation_name), variables)
+        if declared is None:
+            return
+        caller = self.session.caller
+        if caller.purpose is not None and caller.purpose != declared:
+            raise BadRequest(f"the operation declares purpose {declared!r} but the request "
+                             f"declares {caller.purpose!r}")
+        # The policy still decides whether this caller may use the purpose.
+        self.session.caller = dataclasses.replace(caller, purpose=declared)
 
     def _audit_refusal(self, exc: FieldGuardError) -> None:
         outcome = self.session.plan.outcome if self.session.plan else exc.code.lower()
