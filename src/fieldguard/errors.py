@@ -139,13 +139,26 @@ class StorageError(FieldGuardError):
 
 @dataclass(frozen=True)
 class Reason:
-    """Why the policy decided what it did: a code and a human message."""
+    """Why the policy decided what it did.
+
+    Attributes:
+        code: stable reason code (``quota.records_day``…).
+        message: for humans.
+        scope: which quota scope ran out (``subject``, ``app``, ``ip``,
+            ``prefix``), so clients can tell "your account" from "your network".
+            Other detail the policy adds (e.g. the matched CIDR) stays in the
+            audit record, not in responses.
+    """
 
     code: str
     message: str
+    scope: str | None = None
 
     def as_dict(self) -> dict[str, str]:
-        return {"code": self.code, "message": self.message}
+        out = {"code": self.code, "message": self.message}
+        if self.scope:
+            out["scope"] = self.scope
+        return out
 
 
 class AccessError(FieldGuardError):

@@ -292,6 +292,28 @@ def snake_case(name: str) -> str:
     return re.sub(r"(?<!^)(?=[A-Z])", "_", name).lower()
 
 
+_SCALARS = (str, int, float, bool, type(None))
+
+
+def _freeze(value: Any) -> Any:
+    """A hashable stand-in for an attribute value, fast for the common case
+    (flat dicts and lists of scalars go through C: ``frozenset(d.items())``)."""
+    kind = type(value)
+    if kind in _SCALARS:
+        return value
+    if kind is dict:
+        if all(type(v) in _SCALARS for v in value.values()):
+            return frozenset(value.items())
+        return tuple(sorted((str(k), _freeze(v)) for k, v in value.items()))
+    if kind is list or kind is tuple:
+        if all(type(v) in _SCALARS for v in value):
+            return tuple(value)
+        return tuple(_freeze(v) for v in value)
+    if isinstance(value, Mapping):
+        return _freeze(dict(value))
+    return ("~json", json.dumps(_jsonable(value), sort_keys=True))
+
+
 def read_attr(obj: Any, name: str) -> Any:
     """``obj[name]`` for mappings, else the attribute ``name`` or its
     snake_case spelling (so ``authorId`` finds ``author_id``).
@@ -332,7 +354,7 @@ class Session:
         self.errors: list[str] = []
         self._input: dict[str, Any] = {}
         self._lock = threading.Lock()
-        self._by_shape: dict[str, ObjectVerdict] = {}
+        self._by_shape: dict[tuple[Any, ...], ObjectVerdict] = {}
         self._by_object: dict[int, tuple[Any, ObjectVerdict, str | None]] = {}
         self._check_coords: dict[str, list[str]] = {}
         self._usage: Any = None
@@ -442,42 +464,46 @@ class Session:
         """True when objects of this type get per-object decisions."""
         return type_name in self.classification.types
 
-    def _shape(self, spec: TypeSpec, obj: Any) -> tuple[str, dict[str, Any], str | None]:
+    def _shape(self, spec: TypeSpec, obj: Any) -> tuple[Any, ...]:
+        """A hashable key for the object's shape: relation + the attributes
+        the policy reads. JSON for the engine is built only for new shapes."""
         subject_id = self.caller.subject.id
         owner = read_attr(obj, spec.owner) if spec.owner else None
         relation = "self" if subject_id is not None and owner is not None and \
             str(owner) == subject_id else "other"
+        return (spec.name, relation, *(_freeze(read_attr(obj, a)) for a in spec.attrs))
+
+    def _item(self, spec: TypeSpec, obj: Any, key: tuple[Any, ...]) -> dict[str, Any]:
         attrs = {a: _jsonable(read_attr(obj, a)) for a in spec.attrs}
-        item = {"type": spec.name, "relation": relation, "attrs": attrs}
-        key = json.dumps(item, sort_keys=True, separators=(",", ":"))
-        subject = read_attr(obj, spec.subject) if spec.subject else None
-        return key, item, (None if subject is None else str(subject))
+        return {"type": spec.name, "relation": key[1], "attrs": attrs}
 
     def verdicts(self, type_name: str, objs: Sequence[Any]) -> list[ObjectVerdict]:
         """Decide ``objs`` of one type in one batch (memoised per shape).
 
         Raises:
-            EngineError: the objects decision failed (with ``REJECT`` mode, or
-                always: callers turn it into null/hidden values).
+            EngineError: the objects decision failed; callers turn it into
+                null/hidden values (or a failed request with ``REJECT``).
         """
         spec = self.classification.types[type_name]
-        shaped = [self._shape(spec, o) for o in objs]
-        with self._lock:
-            missing: dict[str, dict[str, Any]] = {}
-            for key, item, _ in shaped:
-                if key not in self._by_shape and key not in missing:
-                    missing[key] = item
+        keys = [self._shape(spec, o) for o in objs]
+        by_shape = self._by_shape
+        missing: dict[tuple[Any, ...], dict[str, Any]] = {}
+        for obj, key in zip(objs, keys, strict=True):
+            if key not in by_shape and key not in missing:
+                missing[key] = self._item(spec, obj, key)
         if missing:
             self._decide_shapes(type_name, missing)
+        subject_attr = spec.subject
         out = []
-        with self._lock:
-            for obj, (key, _, subject) in zip(objs, shaped, strict=True):
-                verdict = self._by_shape.get(key, _HIDDEN)
-                self._by_object[id(obj)] = (obj, verdict, subject)
-                out.append(verdict)
+        for obj, key in zip(objs, keys, strict=True):
+            verdict = by_shape.get(key, _HIDDEN)
+            subject = read_attr(obj, subject_attr) if subject_attr else None
+            self._by_object[id(obj)] = (obj, verdict, None if subject is None else str(subject))
+            out.append(verdict)
         return out
 
-    def _decide_shapes(self, type_name: str, missing: dict[str, dict[str, Any]]) -> None:
+    def _decide_shapes(self, type_name: str,
+                       missing: dict[tuple[Any, ...], dict[str, Any]]) -> None:
         doc = {k: v for k, v in self._input.items() if k not in ("fields", "usage")}
         doc["coordinates"] = self._check_coords.get(type_name, [])
         doc["objects"] = list(missing.values())
@@ -497,6 +523,11 @@ class Session:
         with self._lock:
             for key, verdict in zip(missing, verdicts, strict=True):
                 self._by_shape[key] = verdict
+
+    @property
+    def verdict_memo(self) -> Mapping[int, tuple[Any, ObjectVerdict, str | None]]:
+        """Decided objects by ``id()``: (object, verdict, data-subject id)."""
+        return self._by_object
 
     def take_records(self, wanted: int) -> int:
         """Reserve up to ``wanted`` records from the request's budget; returns

@@ -56,8 +56,14 @@ class Result:
         return [(e.extensions or {}).get("code") for e in self.errors]
 
     def paths(self, code: str = "FORBIDDEN") -> list[list[Any]]:
-        return [list(e.path or []) for e in self.errors
-                if (e.extensions or {}).get("code") == code]
+        """Every path named by errors of ``code`` (aggregated errors list theirs
+        in ``extensions.paths``)."""
+        out: list[list[Any]] = []
+        for e in self.errors:
+            ext = e.extensions or {}
+            if ext.get("code") == code:
+                out.extend(ext.get("paths") or [list(e.path or [])])
+        return out
 
 
 Run = Callable[..., Result]

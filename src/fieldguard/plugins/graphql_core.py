@@ -251,8 +251,13 @@ class GraphQLGuard:
 async def _guarded_stream(run: OperationRun,
                           stream: AsyncIterator[ExecutionResult]) -> AsyncIterator[ExecutionResult]:
     last = ExecutionResult(None, None)
+    enforcer = run.enforcer
     try:
         async for event in stream:
+            if enforcer is not None:
+                withheld = enforcer.take_errors()
+                if withheld:
+                    event.errors = [*(event.errors or []), *withheld]
             last = event
             yield event
     finally:

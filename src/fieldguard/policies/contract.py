@@ -84,7 +84,9 @@ def _reasons(path: str, raw: Any) -> tuple[Reason, ...]:
     for item in raw:
         if not isinstance(item, Mapping):
             raise _fail(path, "a reason is not an object")
-        out.append(Reason(str(item.get("code", "policy")), str(item.get("message", ""))))
+        scope = item.get("scope")
+        out.append(Reason(str(item.get("code", "policy")), str(item.get("message", "")),
+                          scope if isinstance(scope, str) else None))
     return tuple(out)
 
 

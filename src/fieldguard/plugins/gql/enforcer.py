@@ -41,9 +41,11 @@ from graphql import (
 from fieldguard.errors import EngineError, FieldGuardError
 from fieldguard.guard import FailMode, Session
 from fieldguard.plugins.gql.errors import to_graphql_error
+from fieldguard.policies.contract import DENY_MISSING, FieldEffect
 
 Resolver = Callable[..., Any]
 Info = GraphQLResolveInfo[Any]
+_PLAIN = (str, int, float, bool, type(None))
 PASS = None  # sentinel action: call the resolver untouched
 
 
@@ -88,22 +90,36 @@ class _Action:
         return not (self.denied or self.check or self.mask or self.guarded or self.personal)
 
     def run(self, next_: Resolver, root: Any, info: Info, args: Any) -> Any:
-        session = self.enforcer.session
+        enforcer = self.enforcer
         if self.denied:
-            session.exposure.note(self.coord, "deny")
-            raise _forbidden(self.coord, self.reason)
+            return enforcer.withhold(self, info, self.reason)
         mask = self.mask
         subject = None
         if self.check:
-            effect, subject = self.enforcer.object_effect(self.parent, self.coord, root)
+            # Fast path: the parent came in a batch-decided list, so its verdict
+            # is memoised by identity; otherwise decide it now.
+            hit = enforcer.by_object.get(id(root))
+            if hit is not None and hit[0] is root and hit[1].visible:
+                effect = hit[1].fields.get(self.coord, DENY_MISSING)
+                subject = hit[2]
+            else:
+                effect, subject = enforcer.object_effect(self.parent, self.coord, root)
             if effect.effect == "deny":
-                session.exposure.note(self.coord, "deny")
-                raise _forbidden(self.coord, effect.reason)
+                return enforcer.withhold(self, info, effect.reason)
             if effect.effect == "mask":
                 mask = effect.mask
         elif self.personal:
-            subject = session.subject_of(self.parent, root)
+            subject = enforcer.session.subject_of(self.parent, root)
         value = next_(root, info, **args)
+        if type(value) in _PLAIN and not self.guarded:
+            # Plain leaf value: no awaitable, no objects to filter.
+            if mask is not None:
+                if value is not None:
+                    value = enforcer.maskers.apply(mask, value)
+                enforcer.count(self.coord, "mask", subject)
+            elif self.personal:
+                enforcer.count(self.coord, "allow", subject)
+            return value
         if inspect.isawaitable(value):
             return self._finish_async(value, info, mask, subject)
         return self._finish(value, info, mask, subject)
@@ -114,18 +130,28 @@ class _Action:
 
     def _finish(self, value: Any, info: Info, mask: str | None,
                 subject: str | None) -> Any:
-        session = self.enforcer.session
+        enforcer = self.enforcer
         if self.guarded and value is not None:
-            value = self.enforcer.filter_objects(value, info)
+            value = enforcer.filter_objects(value, info)
             if value is None and self.non_null:
                 raise _forbidden(self.coord, "object not visible")
         if mask is not None:
             if value is not None:
-                value = session.guard.maskers.apply(mask, value)
-            session.exposure.note(self.coord, "mask", subject=subject)
+                value = enforcer.session.guard.maskers.apply(mask, value)
+            enforcer.count(self.coord, "mask", subject)
         elif self.personal:
-            session.exposure.note(self.coord, "allow", subject=subject)
+            enforcer.count(self.coord, "allow", subject)
         return value
+
+
+class _Withheld:
+    """Values of one coordinate withheld for one reason: one error for all."""
+
+    __slots__ = ("count", "paths")
+
+    def __init__(self) -> None:
+        self.count = 0
+        self.paths: list[Any] = []
 
 
 class FieldEnforcer:
@@ -142,9 +168,18 @@ class FieldEnforcer:
         self.session = session
         self.schema = schema
         self.hidden = frozenset(hidden)
+        self.maskers = session.guard.maskers
+        #: the session's verdict memo, by object identity (read on the hot path)
+        self.by_object = session.verdict_memo
         #: set when an objects decision failed under ``FailMode.REJECT``:
         #: the entry point then drops all data.
         self.rejected: EngineError | None = None
+        # Per-request tallies, folded into the session's Exposure once by
+        # flush(): cheaper than a lock per value. A request's resolvers run on
+        # one thread (sync execution, or one event loop).
+        self._counts: dict[tuple[str, str], int] = {}
+        self._subjects: set[str] = set()
+        self._withheld: dict[tuple[str, str], _Withheld] = {}
         self._actions: dict[str, dict[str, _Action | None]] = {}
         self._guards: dict[str, bool] = {}
 
@@ -192,19 +227,70 @@ class FieldEnforcer:
                 self.rejected = exc
             raise to_graphql_error(exc) from exc
 
+    # -- tallies and withheld values -------------------------------------------
+
+    MAX_PATHS = 50
+
+    def count(self, coord: str, kind: str, subject: str | None) -> None:
+        """Count one released (``allow``) or masked value of ``coord``."""
+        key = (coord, kind)
+        self._counts[key] = self._counts.get(key, 0) + 1
+        if subject is not None:
+            self._subjects.add(subject)
+
+    def withhold(self, action: _Action, info: Info, reason: str) -> None:
+        """Withhold one value: null, and one error per (coordinate, reason).
+
+        Raising a GraphQL error per value costs an exception, a located copy
+        and a log record each; a thousand denied emails made the guard 8x
+        slower than the API. Nullable fields therefore return null here and
+        :meth:`errors` reports them together, with their paths. A non-null
+        field must raise so that null propagates to its parent (spec).
+        """
+        if action.non_null:
+            key = (action.coord, "deny")
+            self._counts[key] = self._counts.get(key, 0) + 1
+            raise _forbidden(action.coord, reason)
+        entry = self._withheld.get((action.coord, reason))
+        if entry is None:
+            entry = self._withheld[(action.coord, reason)] = _Withheld()
+        entry.count += 1
+        if len(entry.paths) < self.MAX_PATHS:
+            entry.paths.append(info.path)
+        return None
+
+    def flush(self) -> None:
+        """Fold the released/masked tallies into the session's exposure."""
+        exposure = self.session.exposure
+        for (coord, kind), n in self._counts.items():
+            exposure.note(coord, kind, count=n)
+        exposure.subjects.update(self._subjects)
+        self._counts, self._subjects = {}, set()
+
+    def take_errors(self) -> list[GraphQLError]:
+        """The errors for values withheld since the last call, one FORBIDDEN
+        error per (coordinate, reason): ``path`` is the first occurrence,
+        ``extensions.paths`` lists up to 50 and ``count`` gives them all."""
+        out = []
+        for (coord, reason), entry in self._withheld.items():
+            self.session.exposure.note(coord, "deny", count=entry.count)
+            paths = [p.as_list() for p in entry.paths]
+            err = _forbidden(coord, reason)
+            out.append(GraphQLError(err.message, path=paths[0] if paths else None,
+                                    extensions={**(err.extensions or {}),
+                                                "count": entry.count, "paths": paths}))
+        self._withheld = {}
+        return out
+
     # -- objects -------------------------------------------------------------
 
     def object_effect(self, parent: str, coord: str, root: Any) -> tuple[Any, str | None]:
         """The per-object effect of ``coord`` on ``root``, and its data subject."""
         session = self.session
         if not session.is_guarded_type(parent):
-            from fieldguard.policies.contract import FieldEffect
-
             return FieldEffect("deny", reason=f"no object rules for type {parent}"), None
         verdict, subject = session.verdict_of(parent, root)
         if not verdict.visible:
-            from fieldguard.policies.contract import FieldEffect
-
             return FieldEffect("deny", reason="object not visible"), subject
         return verdict.effect(coord), subject
 

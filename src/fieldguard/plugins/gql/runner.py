@@ -118,8 +118,11 @@ class OperationRun:
         """Charge quotas and audit; an error replaces the data if either fails."""
         errors: list[GraphQLError] = list(result.errors or [])
         enforcer = self.enforcer
-        if enforcer is not None and enforcer.rejected is not None:
-            return self._fail(to_graphql_error(enforcer.rejected))
+        if enforcer is not None:
+            errors.extend(enforcer.take_errors())
+            enforcer.flush()
+            if enforcer.rejected is not None:
+                return self._fail(to_graphql_error(enforcer.rejected))
         try:
             self.session.charge(self.cost)
             self.session.finish()
