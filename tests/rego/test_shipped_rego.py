@@ -48,7 +48,7 @@ def _ref_path(node: dict[str, Any]) -> list[str]:
     if "Var" in node:
         return [node["Var"]["value"]]
     if "RefDot" in node:
-        return _ref_path(node["RefDot"]["refr"]) + [node["RefDot"]["field"][1]]
+        return [*_ref_path(node["RefDot"]["refr"]), node["RefDot"]["field"][1]]
     raise ValueError(f"unexpected package ref node {sorted(node)}")
 
 

@@ -40,9 +40,9 @@ import re
 from collections.abc import Callable, Iterator
 from typing import Any
 
+import strawberry
 from graphql import ExecutionResult, GraphQLError
 from graphql.execution.values import get_variable_values
-import strawberry
 from strawberry.directive import DirectiveLocation
 from strawberry.extensions import SchemaExtension
 

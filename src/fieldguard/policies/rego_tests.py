@@ -40,10 +40,10 @@ import regorus
 
 from fieldguard.errors import ConfigurationError, PolicyError, PolicyProblem
 from fieldguard.policies.regorus_engine import (
-    quiet_backtraces,
     clean_error,
     compile_regorus,
     problem_from_error,
+    quiet_backtraces,
 )
 from fieldguard.policies.source import Module, PolicySet
 

@@ -326,7 +326,7 @@ def operation_purpose(op: OperationDefinitionNode, variables: Any = None) -> str
     for directive in op.directives or ():
         if directive.name.value != PURPOSE_DIRECTIVE:
             continue
-        for arg in directive.arguments:
+        for arg in directive.arguments or ():
             if arg.name.value == "name":
                 value = value_from_ast_untyped(arg.value, getattr(variables, "coerced",
                                                                   variables))
