@@ -47,6 +47,7 @@ Resolver = Callable[..., Any]
 Info = GraphQLResolveInfo[Any]
 _PLAIN = (str, int, float, bool, type(None))
 PASS = None  # sentinel action: call the resolver untouched
+_UNKNOWN: Any = object()  # no action built yet for this field
 
 
 def _forbidden(coord: str, reason: str) -> GraphQLError:
@@ -60,14 +61,16 @@ def _forbidden(coord: str, reason: str) -> GraphQLError:
 class _Action:
     """What to do for one (parent type, field) in this request."""
 
-    __slots__ = ("check", "coord", "denied", "enforcer", "guarded", "mask", "non_null",
-                 "parent", "personal", "reason")
+    __slots__ = ("allow_key", "check", "coord", "denied", "enforcer", "guarded", "mask",
+                 "mask_key", "non_null", "parent", "personal", "reason")
 
     def __init__(self, enforcer: FieldEnforcer, info: Info) -> None:
         session = enforcer.session
         self.enforcer = enforcer
         self.parent = info.parent_type.name
         self.coord = f"{self.parent}.{info.field_name}"
+        self.allow_key = (self.coord, "allow")
+        self.mask_key = (self.coord, "mask")
         field_def = info.parent_type.fields[info.field_name]
         named = get_named_type(field_def.type)
         effect = session.effect(self.coord)
@@ -112,13 +115,20 @@ class _Action:
             subject = enforcer.session.subject_of(self.parent, root)
         value = next_(root, info, **args)
         if type(value) in _PLAIN and not self.guarded:
-            # Plain leaf value: no awaitable, no objects to filter.
+            # Plain leaf value: no awaitable, no objects to filter. The tally
+            # is inlined: this line runs for every personal value released.
             if mask is not None:
                 if value is not None:
                     value = enforcer.maskers.apply(mask, value)
-                enforcer.count(self.coord, "mask", subject)
+                key = self.mask_key
             elif self.personal:
-                enforcer.count(self.coord, "allow", subject)
+                key = self.allow_key
+            else:
+                return value
+            counts = enforcer.counts
+            counts[key] = counts.get(key, 0) + 1
+            if subject is not None:
+                enforcer.subjects.add(subject)
             return value
         if inspect.isawaitable(value):
             return self._finish_async(value, info, mask, subject)
@@ -177,8 +187,8 @@ class FieldEnforcer:
         # Per-request tallies, folded into the session's Exposure once by
         # flush(): cheaper than a lock per value. A request's resolvers run on
         # one thread (sync execution, or one event loop).
-        self._counts: dict[tuple[str, str], int] = {}
-        self._subjects: set[str] = set()
+        self.counts: dict[tuple[str, str], int] = {}
+        self.subjects: set[str] = set()
         self._withheld: dict[tuple[str, str], _Withheld] = {}
         self._actions: dict[str, dict[str, _Action | None]] = {}
         self._guards: dict[str, bool] = {}
@@ -211,12 +221,11 @@ class FieldEnforcer:
     def resolve(self, next_: Resolver, root: Any, info: Info, **args: Any) -> Any:
         """The middleware hook graphql-core calls for every field."""
         by_field = self._actions.get(info.parent_type.name)
-        if by_field is not None and info.field_name in by_field:
-            action = by_field[info.field_name]
-        else:
+        action = by_field.get(info.field_name, _UNKNOWN) if by_field is not None else _UNKNOWN
+        if action is _UNKNOWN:
             action = self._action(info)
         if action is PASS:
-            if self.hidden and info.parent_type.name == "__Type" and info.field_name == "fields":
+            if self.hidden and info.field_name == "fields" and info.parent_type.name == "__Type":
                 return self._hide_fields(next_(root, info, **args), root)
             return next_(root, info, **args)
         try:
@@ -234,9 +243,9 @@ class FieldEnforcer:
     def count(self, coord: str, kind: str, subject: str | None) -> None:
         """Count one released (``allow``) or masked value of ``coord``."""
         key = (coord, kind)
-        self._counts[key] = self._counts.get(key, 0) + 1
+        self.counts[key] = self.counts.get(key, 0) + 1
         if subject is not None:
-            self._subjects.add(subject)
+            self.subjects.add(subject)
 
     def withhold(self, action: _Action, info: Info, reason: str) -> None:
         """Withhold one value: null, and one error per (coordinate, reason).
@@ -249,7 +258,7 @@ class FieldEnforcer:
         """
         if action.non_null:
             key = (action.coord, "deny")
-            self._counts[key] = self._counts.get(key, 0) + 1
+            self.counts[key] = self.counts.get(key, 0) + 1
             raise _forbidden(action.coord, reason)
         entry = self._withheld.get((action.coord, reason))
         if entry is None:
@@ -262,10 +271,10 @@ class FieldEnforcer:
     def flush(self) -> None:
         """Fold the released/masked tallies into the session's exposure."""
         exposure = self.session.exposure
-        for (coord, kind), n in self._counts.items():
+        for (coord, kind), n in self.counts.items():
             exposure.note(coord, kind, count=n)
-        exposure.subjects.update(self._subjects)
-        self._counts, self._subjects = {}, set()
+        exposure.subjects.update(self.subjects)
+        self.counts, self.subjects = {}, set()
 
     def take_errors(self) -> list[GraphQLError]:
         """The errors for values withheld since the last call, one FORBIDDEN
