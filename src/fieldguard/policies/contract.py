@@ -144,10 +144,15 @@ class Plan:
         if raw.get("allow") is True and outcome != "allow":
             raise _fail(path, f"allow is true but outcome is {outcome!r}")
         default_status = {"allow": 200, "invalid": 400, "throttle": 429}.get(outcome, 403)
-        charges = raw.get("charges") or ()
-        if not isinstance(charges, Sequence) or not all(isinstance(c, Mapping) for c in charges):
+        charges = raw.get("charges", ())
+        if charges is None:
+            charges = ()
+        if isinstance(charges, str | Mapping) or not isinstance(charges, Sequence) or \
+                not all(isinstance(c, Mapping) for c in charges):
             raise _fail(path, "charges is not a list of objects")
-        limits = raw.get("limits") or {}
+        limits = raw.get("limits", {})
+        if limits is None:
+            limits = {}
         if not isinstance(limits, Mapping):
             raise _fail(path, "limits is not an object")
         return cls(
