@@ -26,7 +26,7 @@ def test_bad_configuration_raises_at_construction(tmp_path: Path) -> None:
         Guard(rego_dir=str(tmp_path / "missing"), data_dir=str(tmp_path))
     bad_class = PolicySet.from_sources([("p.rego", ALLOW_ALL)],
                                        {"policy": {"classification": {"types": {"User": 3}}}})
-    with pytest.raises(ConfigurationError, match="classification.types.User"):
+    with pytest.raises(ConfigurationError, match=r"classification\.types\.User"):
         Guard(policy=bad_class)
     unknown_mask = PolicySet.from_sources([("p.rego", ALLOW_ALL)], {"policy": {
         "classification": {"coordinates": {"User.email": {"mask": "rot13"}}}}})

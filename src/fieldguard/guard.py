@@ -13,6 +13,7 @@ users with three privacy settings are a handful), so the count does not grow
 with the size of the response.
 
 Example:
+    >>> from fieldguard.context import Caller, Client, Subject
     >>> from fieldguard.policies.source import PolicySet
     >>> rego = '''package fieldguard
     ... plan := {"allow": true, "outcome": "allow", "status": 200,
@@ -20,7 +21,7 @@ Example:
     ... objects := {"objects": [{"visible": true, "fields": {}} | some _ in input.objects]}
     ... '''
     >>> guard = Guard(policy=PolicySet.from_sources([("p.rego", rego)]))
-    >>> caller = Caller(Subject("u1"), Client("198.51.100.7"))
+    >>> caller = Caller(Subject("u1"), Client("203.0.113.7"))
     >>> session = guard.session(caller)
     >>> plan = session.decide(Operation("rest", "query", "GET /users",
     ...                                 fields={"User.name": 1}))
