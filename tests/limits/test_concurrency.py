@@ -17,9 +17,9 @@ import threading
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
-from limits_fixtures import CATALOGUE, admit_worker, charge
 
 from fieldguard.limits import Exposure, Limiter
+from tests.limits.limits_fixtures import CATALOGUE, admit_worker, charge
 
 WORKERS = 8
 LIMIT = 50

@@ -9,11 +9,11 @@ from __future__ import annotations
 import time
 
 import pytest
-from limits_fixtures import CATALOGUE, LimiterFactory, charge
 
 from fieldguard.errors import QuotaExceeded
 from fieldguard.limits import Exposure, Limiter, QuotaKeys
 from fieldguard.limits.limiter import counter_key
+from tests.limits.limits_fixtures import CATALOGUE, LimiterFactory, charge
 
 KEYS = QuotaKeys.from_request(subject_id="u7", app="partner-x", ip="203.0.113.9")
 

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import pytest
-from limits_fixtures import CATALOGUE
 
 from fieldguard.errors import BadRequest, ConfigurationError, MalformedDecision
 from fieldguard.limits import Catalogue, Exposure, FailMode, Limiter, QuotaKeys, Strategy
 from fieldguard.limits.limiter import counter_key
+from tests.limits.limits_fixtures import CATALOGUE
 
 
 @pytest.mark.parametrize(

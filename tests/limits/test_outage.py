@@ -10,11 +10,11 @@ from typing import Any
 
 import pytest
 import redis
-from limits_fixtures import charge
 
 from fieldguard.errors import StorageError
 from fieldguard.limits import Exposure, Limiter, QuotaKeys
-from support.redis_server import RedisServer
+from tests.support.redis_server import RedisServer
+from tests.limits.limits_fixtures import charge
 
 CATALOGUE: dict[str, Any] = {
     "quotas": {

@@ -9,10 +9,10 @@ import time
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
-from limits_fixtures import CATALOGUE, LimiterFactory, charge, redis_calls
 
 from fieldguard.limits import Exposure, Limiter, QuotaKeys, SignalConfig, probing_score
 from fieldguard.limits.signals import parse_probe_id
+from tests.limits.limits_fixtures import CATALOGUE, LimiterFactory, charge, redis_calls
 
 KEYS = QuotaKeys.from_request(subject_id="u7", app="partner-x", ip="203.0.113.9")
 

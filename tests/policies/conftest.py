@@ -9,24 +9,14 @@ real OPA when ``FIELDGUARD_OPA_URL`` is set (``http://host:port`` or
 from __future__ import annotations
 
 import os
-import sys
 from collections.abc import Callable, Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
 
 from fieldguard.policies.engine import Engine
 from fieldguard.policies.source import PolicySet
-
-# tests/ is not a package and pytest puts only this directory on sys.path;
-# the repository root makes `tests.support` importable however pytest is run
-# (pyproject's `pythonpath = ["."]` would do the same for every suite).
-_ROOT = str(Path(__file__).resolve().parents[2])
-if _ROOT not in sys.path:
-    sys.path.insert(0, _ROOT)
-
-from tests.support.opa_server import OpaFixtureServer  # noqa: E402
+from tests.support.opa_server import OpaFixtureServer
 
 EngineMaker = Callable[..., Engine]
 
