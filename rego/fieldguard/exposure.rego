@@ -53,38 +53,80 @@ visibility(o) := v if {
 	v != null
 } else := cls.default_visibility
 
-audience_matches(_, "everyone") := true
+# The audiences this caller belongs to whatever the object, and the
+# visibility values they open. Computed once per batch: the visibility rule
+# runs for every object.
+caller_audiences contains "everyone"
 
-audience_matches(_, "authenticated") if util.authenticated
+caller_audiences contains "authenticated" if util.authenticated
 
-audience_matches(o, "self") if is_self(o)
+caller_audiences contains "staff" if util.is_staff
 
-audience_matches(_, "staff") if util.is_staff
+open_to_caller := {v |
+	some v, audiences in cls.visibility
+	some audience in util.array_or_empty(audiences)
+	audience in caller_audiences
+}
+
+open_to_self := {v |
+	some v, audiences in cls.visibility
+	"self" in util.array_or_empty(audiences)
+}
 
 # A malformed object (not an object, no type name) is never visible.
 visible(o) if {
 	object_type(o) != ""
-	some audience in util.array_or_empty(object.get(cls.visibility, [visibility(o)], []))
-	audience_matches(o, audience)
+	visibility(o) in open_to_caller
+}
+
+visible(o) if {
+	object_type(o) != ""
+	is_self(o)
+	visibility(o) in open_to_self
 }
 
 # ---------------------------------------------------------------- per coordinate, once per batch
 
-# What does not depend on the object is computed once per coordinate (rules
-# are evaluated once per query; function calls are not memoised by regorus).
+# Everything that does not depend on the object is computed once per batch,
+# in rules: rules are evaluated once per query, while function calls are
+# recomputed on every call (regorus does not memoise them), and a batch asks
+# about every coordinate once per object.
 plan_effect := {c: fields.effect(c) | some c in requested}
 
-personal := {c | some c in requested; fields.personal(c)}
+# The coordinates whose answer depends on the data subject.
+checked := {c | some c, e in plan_effect; e.effect == "check"}
 
-privacy_key := {c: k | some c in requested; k := fields.privacy_key(c)}
+personal := {c | some c in checked; fields.personal(c)}
 
-mask_reason := {c: r | some c in requested; r := fields.mask_reason(c)}
+privacy_key := {c: k | some c in checked; k := fields.privacy_key(c)}
 
-masker := {c: fields.masker(c) | some c in requested}
+mask_reason := {c: r | some c in checked; r := fields.mask_reason(c)}
+
+masker := {c: fields.masker(c) | some c in checked}
 
 requires_consent if purposes.purpose_flag("requires_consent")
 
 honours_privacy if purposes.purpose_flag("honours_privacy")
+
+# Requested coordinates per object type ("User" -> {"User.email", ...}), and
+# for each type the answers that hold for every visible object of that type
+# (whatever the plan said, except `check`).
+coordinate_type := {c: t | some c in requested; t := util.coordinate_type(c)}
+
+requested_by_type := {t: cs |
+	some _, t in coordinate_type
+	cs := {c | some c, t2 in coordinate_type; t2 == t}
+}
+
+fixed_by_type := {t: fixed |
+	some t, cs in requested_by_type
+	fixed := {c: plan_effect[c] | some c in cs; not c in checked}
+}
+
+checked_by_type := {t: mine |
+	some t, cs in requested_by_type
+	mine := cs & checked
+}
 
 # ---------------------------------------------------------------- privacy and consent
 
@@ -93,61 +135,93 @@ privacy_settings(o) := p if {
 	is_object(p)
 } else := {}
 
-# The subject's setting for the coordinate: their own choice, else the
-# shipped default for that key, else `nobody`. Coordinates without a key fall
-# back to classification default_privacy.
-privacy_setting(o, c) := s if {
-	s := privacy_settings(o)[privacy_key[c]]
-	is_string(s)
-} else := s if {
+# The setting a subject who never touched it has: the shipped default for the
+# coordinate's key, else `nobody`; coordinates without a key take
+# classification default_privacy.
+default_setting := {c: s | some c in checked; s := fallback_setting(c)}
+
+fallback_setting(c) := s if {
 	s := cls.privacy_defaults[privacy_key[c]]
 } else := "nobody" if {
 	privacy_key[c]
 } else := cls.default_privacy
 
-setting_allows("everyone") := true
+# The subject's setting for the coordinate: their own choice (a string), else
+# the default above.
+privacy_setting(settings, c) := s if {
+	s := settings[privacy_key[c]]
+	is_string(s)
+} else := s if {
+	s := default_setting[c]
+}
 
-setting_allows("authenticated") if util.authenticated
+# Settings that release to this caller.
+releasing_settings contains "everyone"
+
+releasing_settings contains "authenticated" if util.authenticated
 
 consented(o) if purposes.purpose_name in util.array_or_empty(object.get(attrs(o), "consent", []))
 
-# ---------------------------------------------------------------- per object and coordinate
+# ---------------------------------------------------------------- answers
 
-# The effect for a coordinate the plan marked `check`.
-subject_effect(o, c) := {"effect": "allow", "reason": "the caller's own data"} if {
-	is_self(o)
-} else := {"effect": "deny", "reason": sprintf("the data subject has not consented to purpose %s", [purposes.purpose_name])} if {
-	requires_consent
-	c in personal
-	not consented(o)
-} else := {"effect": "deny", "reason": sprintf("the data subject's privacy setting (%s) withholds it", [setting])} if {
-	honours_privacy
-	setting := privacy_setting(o, c)
-	not setting_allows(setting)
-} else := {"effect": "mask", "mask": masker[c], "reason": mask_reason[c]} if {
+not_visible := {"effect": "deny", "reason": "the object is not visible to this caller"}
+
+own_data := {"effect": "allow", "reason": "the caller's own data"}
+
+no_consent := {"effect": "deny", "reason": sprintf("the data subject has not consented to purpose %s", [purposes.purpose_name])}
+
+# What a checked coordinate gets once consent and privacy settings let it
+# through: masked when the purpose masks it, else released.
+released := {c: e | some c in checked; e := released_effect(c)}
+
+released_effect(c) := {"effect": "mask", "mask": masker[c], "reason": mask_reason[c]} if {
 	mask_reason[c]
 } else := {"effect": "allow", "reason": "the data subject's settings allow it"}
 
-# Invisible objects release nothing; `check` is decided per subject; any
-# other plan effect holds for every object.
-field_effect(o, visible, c) := {"effect": "deny", "reason": "the object is not visible to this caller"} if {
-	visible == false
-} else := subject_effect(o, c) if {
-	plan_effect[c].effect == "check"
-} else := plan_effect[c]
+# ---------------------------------------------------------------- per object and coordinate
 
-coordinates_of(o) := {c | some c in requested; util.coordinate_type(c) == object_type(o)}
+# A checked coordinate of someone else's object: consent first (personal
+# data under a consent purpose), then their privacy setting, then the mask.
+subject_effect(subject, c) := no_consent if {
+	requires_consent
+	not subject.consented
+	c in personal
+} else := {"effect": "deny", "reason": sprintf("the data subject's privacy setting (%s) withholds it", [setting])} if {
+	honours_privacy
+	setting := privacy_setting(subject.privacy, c)
+	not setting in releasing_settings
+} else := e if {
+	e := released[c]
+}
+
+# Invisible objects release nothing; a person sees all of their own data;
+# otherwise checked coordinates are decided per subject and every other plan
+# effect holds for every object.
+object_fields(o, false) := {c: not_visible | some c in object.get(requested_by_type, object_type(o), set())}
+
+object_fields(o, true) := object.union(fixed, {c: own_data | some c in checked_by_type[t]}) if {
+	t := object_type(o)
+	fixed := fixed_by_type[t]
+	is_self(o)
+} else := object.union(fixed, {c: e |
+	some c in checked_by_type[t]
+	e := subject_effect(subject, c)
+}) if {
+	t := object_type(o)
+	fixed := fixed_by_type[t]
+	subject := {"consented": consented_bool(o), "privacy": privacy_settings(o)}
+} else := {}
 
 decide(o) := {
 	"visible": visible,
-	"fields": {c: field_effect(o, visible, c) | some c in coordinates_of(o)},
+	"fields": object_fields(o, visible),
 } if {
 	visible := visible_bool(o)
 }
 
-visible_bool(o) := true if visible(o)
+visible_bool(o) := true if visible(o) else := false
 
-visible_bool(o) := false if not visible(o)
+consented_bool(o) := true if consented(o) else := false
 
 # Same length and order as input.objects (visible_bool is defined for every
 # value, so decide is too).
