@@ -28,9 +28,12 @@ pur := data.policy.purposes
 tags(c) := {t | some t in entry.tags} if {
 	entry := cls.coordinates[c]
 	is_array(entry.tags)
-} else := code_tags(c) if {
-	count(code_tags(c)) > 0
-} else := {t | some t in cls.default_tags}
+} else := found if {
+	found := code_tags(c)
+	count(found) > 0
+} else := default_tags
+
+default_tags := {t | some t in cls.default_tags}
 
 # Tags the API code attached (all paths that reach the coordinate, united).
 code_tags(c) := {t |
@@ -41,8 +44,10 @@ code_tags(c) := {t |
 	is_string(t)
 }
 
-personal(c) if {
-	some t in tags(c)
+personal(c) := personal_tags(tags(c))
+
+personal_tags(ts) if {
+	some t in ts
 	t in pur.personal_tags
 }
 
@@ -57,60 +62,94 @@ masker(c) := m if {
 } else := cls.default_mask
 
 # Roles that may read a gated tag, and the gated tags this caller lacks.
-missing_role_tags(c) := {t |
-	some t in tags(c)
+missing_role_tags(ts) := {t |
+	some t in ts
 	gate := pur.role_gated_tags[t]
 	count({r | some r in gate} & util.roles) == 0
 }
 
 # ---------------------------------------------------------------- the effect
 
-# The first reason to deny, in order of how fundamental it is.
-deny_reason(c) := "the stated purpose is not permitted for this caller" if {
+# The effect below is worked out once per coordinate and (for the objects
+# decision) once per batch, but from the same few facts about the request
+# every time: those are rules, evaluated once per query, and each
+# coordinate's tags are looked up once and handed down (function results are
+# not memoised by regorus).
+
+# A reason to deny that holds for every coordinate of this request.
+request_deny_reason := "the stated purpose is not permitted for this caller" if {
 	not purposes.purpose_ok
 } else := "the request is outside the client app's contract" if {
 	count(clients.reasons) > 0
-} else := sprintf("client app %s is not contracted to read %s", [util.app, c]) if {
+}
+
+never_release_tags := {t | some t in pur.never_release_tags}
+
+anonymous_tags := {t | some t in pur.anonymous_tags}
+
+requires_consent if purposes.purpose_flag("requires_consent")
+
+honours_privacy if purposes.purpose_flag("honours_privacy")
+
+purpose_name := purposes.purpose_name
+
+purpose_tags := purposes.purpose_tags
+
+purpose_mask_tags := purposes.purpose_mask_tags
+
+# The first reason to deny, in order of how fundamental it is.
+deny_reason(c, _) := request_deny_reason
+
+deny_reason(c, ts) := r if {
+	not request_deny_reason
+	r := coordinate_deny_reason(c, ts)
+}
+
+coordinate_deny_reason(c, ts) := sprintf("client app %s is not contracted to read %s", [util.app, c]) if {
 	not clients.allows_coordinate(c)
 } else := sprintf("tagged %s: never released through the API", [concat(", ", sort(found))]) if {
-	found := tags(c) & {t | some t in pur.never_release_tags}
+	found := ts & never_release_tags
 	count(found) > 0
 } else := "anonymous callers see public data only" if {
 	not util.authenticated
-	extra := tags(c) - {t | some t in pur.anonymous_tags}
+	extra := ts - anonymous_tags
 	count(extra) > 0
-} else := sprintf("purpose %s does not cover %s data", [purposes.purpose_name, concat(", ", sort(extra))]) if {
-	extra := tags(c) - purposes.purpose_tags
+} else := sprintf("purpose %s does not cover %s data", [purpose_name, concat(", ", sort(extra))]) if {
+	extra := ts - purpose_tags
 	count(extra) > 0
 } else := sprintf("%s data needs a role this caller does not have", [concat(", ", sort(missing))]) if {
-	missing := missing_role_tags(c)
+	missing := missing_role_tags(ts)
 	count(missing) > 0
 }
 
 # Why the answer depends on each data subject.
-check_reason(c) := sprintf("purpose %s needs the data subject's consent", [purposes.purpose_name]) if {
-	purposes.purpose_flag("requires_consent")
-	personal(c)
+check_reason(c, ts) := sprintf("purpose %s needs the data subject's consent", [purpose_name]) if {
+	requires_consent
+	personal_tags(ts)
 } else := "the data subject's privacy settings apply" if {
-	purposes.purpose_flag("honours_privacy")
+	honours_privacy
 	privacy_key(c)
 } else := "personal data: the data subject's privacy settings apply" if {
-	purposes.purpose_flag("honours_privacy")
-	personal(c)
+	honours_privacy
+	personal_tags(ts)
 }
 
-mask_reason(c) := sprintf("purpose %s releases %s data masked", [purposes.purpose_name, concat(", ", sort(masked))]) if {
-	masked := tags(c) & purposes.purpose_mask_tags
+mask_reason(c) := masked_reason(tags(c))
+
+masked_reason(ts) := sprintf("purpose %s releases %s data masked", [purpose_name, concat(", ", sort(masked))]) if {
+	masked := ts & purpose_mask_tags
 	count(masked) > 0
 }
 
-effect(c) := {"effect": "deny", "reason": r} if {
-	r := deny_reason(c)
+effect(c) := tagged_effect(c, tags(c))
+
+tagged_effect(c, ts) := {"effect": "deny", "reason": r} if {
+	r := deny_reason(c, ts)
 } else := {"effect": "check", "mask": masker(c), "reason": r} if {
-	r := check_reason(c)
+	r := check_reason(c, ts)
 } else := {"effect": "mask", "mask": masker(c), "reason": r} if {
-	r := mask_reason(c)
-} else := {"effect": "allow", "reason": sprintf("purpose %s allows %s data", [purposes.purpose_name, concat(", ", sort(tags(c)))])}
+	r := masked_reason(ts)
+} else := {"effect": "allow", "reason": sprintf("purpose %s allows %s data", [purpose_name, concat(", ", sort(ts))])}
 
 # The plan's per-field answer for every coordinate the operation touches.
 decisions := {c: effect(c) | some c in util.coordinates}
