@@ -23,10 +23,29 @@ allowed_patterns := util.array_or_empty(object.get(contract, "coordinates", []))
 # (One body over a rule rather than a `not util.app` clause in the function:
 # regorus 0.13 answered a function of that shape wrongly once `contract` had
 # been evaluated earlier in the same query.)
+#
+# The patterns are sorted once per request into "everything", exact names and
+# `Type.` prefixes, so a coordinate is checked with a few lookups rather than
+# by trying every pattern (this runs for every coordinate of the request).
+allows_coordinate(_) if allows_everything
+
+allows_coordinate(c) if c in allowed_patterns
+
 allows_coordinate(c) if {
-	some pattern in allowed_patterns
-	matches(pattern, c)
+	some prefix in allowed_prefixes
+	startswith(c, prefix)
 }
+
+allows_everything if "*" in allowed_patterns
+
+# "Post.*" -> "Post."
+allowed_prefixes := {trim_suffix(pattern, "*") |
+	some pattern in allowed_patterns
+	is_string(pattern)
+	endswith(pattern, ".*")
+}
+
+# The rule the three definitions above implement, pattern by pattern.
 
 matches("*", _) := true
 

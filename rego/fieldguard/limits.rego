@@ -124,13 +124,11 @@ used(scope, q) := v if {
 	is_number(v)
 } else := 0
 
-# What this request adds before it runs: its static cost, or one request.
-# Records and subjects are only known after the response.
-pending("cost") := measured("cost")
-
-pending("requests") := 1
-
-pending(m) := 0 if not m in {"cost", "requests"}
+# What this request adds before it runs, per measure: its static cost, or
+# one request (other measures: 0). Records and subjects are only known after
+# the response. A table looked up per charge rather than a function with a
+# definition per measure: regorus evaluates every definition on every call.
+pending_by_measure := {"cost": measured("cost"), "requests": 1}
 
 # Every quota that applies, with the key it counts under. Ordered by scope
 # (limits.yaml `scopes`), then quota name. Quotas missing from the catalogue
@@ -143,6 +141,7 @@ charges := [charge |
 	catalogue := lim.quotas[q]
 	limit := limits[q]
 	is_number(limit)
+	spent := used(scope, q)
 	charge := {
 		"quota": q,
 		"scope": scope,
@@ -150,8 +149,8 @@ charges := [charge |
 		"limit": limit,
 		"measure": catalogue.measure,
 		"window_seconds": catalogue.window_seconds,
-		"used": used(scope, q),
-		"remaining": max([0, limit - used(scope, q)]),
+		"used": spent,
+		"remaining": max([0, limit - spent]),
 	}
 ]
 
@@ -160,7 +159,7 @@ charges := [charge |
 exhausted(charge) if charge.used >= charge.limit
 
 exhausted(charge) if {
-	p := pending(charge.measure)
+	p := object.get(pending_by_measure, charge.measure, 0)
 	p > 0
 	charge.used + p > charge.limit
 }
