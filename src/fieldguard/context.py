@@ -20,6 +20,27 @@ from typing import Any
 from fieldguard.errors import BadRequest
 
 
+def canonical_ip(ip: str) -> str:
+    """The address in canonical form; IPv4-mapped IPv6 (``::ffff:a.b.c.d``, what
+    a dual-stack socket reports for IPv4 clients) becomes plain IPv4, so deny
+    lists and quotas written for IPv4 apply on every engine.
+
+    Example:
+        >>> canonical_ip("::ffff:192.0.2.200"), canonical_ip("2001:DB8::1")
+        ('192.0.2.200', '2001:db8::1')
+
+    Raises:
+        BadRequest: ``ip`` is not an IP address.
+    """
+    try:
+        addr = ipaddress.ip_address(ip.strip())
+    except ValueError as exc:
+        raise BadRequest(f"not an IP address: {ip!r}") from exc
+    if isinstance(addr, ipaddress.IPv6Address) and addr.ipv4_mapped is not None:
+        return str(addr.ipv4_mapped)
+    return str(addr)
+
+
 def ip_prefix(ip: str) -> str:
     """The network a caller's address belongs to: IPv4 /24, IPv6 /64.
 
@@ -30,10 +51,7 @@ def ip_prefix(ip: str) -> str:
     Raises:
         BadRequest: ``ip`` is not an IP address.
     """
-    try:
-        addr = ipaddress.ip_address(ip)
-    except ValueError as exc:
-        raise BadRequest(f"not an IP address: {ip!r}") from exc
+    addr = ipaddress.ip_address(canonical_ip(ip))
     bits = 24 if addr.version == 4 else 64
     return str(ipaddress.ip_network(f"{addr}/{bits}", strict=False))
 
@@ -100,8 +118,12 @@ class Client:
         return ip_prefix(self.ip)
 
     def as_input(self) -> dict[str, Any]:
-        """The ``input.client`` document."""
-        return {"ip": self.ip, "prefix": self.prefix, "app": self.app,
+        """The ``input.client`` document (address in canonical form).
+
+        Raises:
+            BadRequest: the address is not an IP address.
+        """
+        return {"ip": canonical_ip(self.ip), "prefix": self.prefix, "app": self.app,
                 "user_agent": self.user_agent}
 
 
