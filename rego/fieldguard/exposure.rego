@@ -48,8 +48,9 @@ is_self(o) if {
 	o.relation == "self"
 }
 
-visibility(o) := v if {
-	v := attrs(o).visibility
+# (Takes the object's attrs: each object's facts are read once, in decide.)
+visibility(a) := v if {
+	v := a.visibility
 	v != null
 } else := cls.default_visibility
 
@@ -73,17 +74,17 @@ open_to_self := {v |
 	"self" in util.array_or_empty(audiences)
 }
 
-# A malformed object (not an object, no type name) is never visible.
-visible(o) if {
-	object_type(o) != ""
-	visibility(o) in open_to_caller
-}
-
-visible(o) if {
-	object_type(o) != ""
-	is_self(o)
-	visibility(o) in open_to_self
-}
+# Is an object of type t with attrs a visible to this caller (self: it is the
+# caller's own)? A malformed object (not an object, no type name) is never
+# visible.
+is_visible(t, a, self) := true if {
+	t != ""
+	visibility(a) in open_to_caller
+} else := true if {
+	t != ""
+	self
+	visibility(a) in open_to_self
+} else := false
 
 # ---------------------------------------------------------------- per coordinate, once per batch
 
@@ -96,11 +97,13 @@ plan_effect := {c: fields.effect(c) | some c in requested}
 # The coordinates whose answer depends on the data subject.
 checked := {c | some c, e in plan_effect; e.effect == "check"}
 
-personal := {c | some c in checked; fields.personal(c)}
+checked_tags := {c: fields.tags(c) | some c in checked}
+
+personal := {c | some c, ts in checked_tags; fields.personal_tags(ts)}
 
 privacy_key := {c: k | some c in checked; k := fields.privacy_key(c)}
 
-mask_reason := {c: r | some c in checked; r := fields.mask_reason(c)}
+mask_reason := {c: r | some c, ts in checked_tags; r := fields.masked_reason(ts)}
 
 masker := {c: fields.masker(c) | some c in checked}
 
@@ -130,8 +133,8 @@ checked_by_type := {t: mine |
 
 # ---------------------------------------------------------------- privacy and consent
 
-privacy_settings(o) := p if {
-	p := attrs(o).privacy
+privacy_settings(a) := p if {
+	p := a.privacy
 	is_object(p)
 } else := {}
 
@@ -160,7 +163,9 @@ releasing_settings contains "everyone"
 
 releasing_settings contains "authenticated" if util.authenticated
 
-consented(o) if purposes.purpose_name in util.array_or_empty(object.get(attrs(o), "consent", []))
+consented(a) := true if {
+	purposes.purpose_name in util.array_or_empty(object.get(a, "consent", []))
+} else := false
 
 # ---------------------------------------------------------------- answers
 
@@ -197,32 +202,30 @@ subject_effect(subject, c) := no_consent if {
 # Invisible objects release nothing; a person sees all of their own data;
 # otherwise checked coordinates are decided per subject and every other plan
 # effect holds for every object.
-object_fields(o, false) := {c: not_visible | some c in object.get(requested_by_type, object_type(o), set())}
-
-object_fields(o, true) := object.union(fixed, {c: own_data | some c in checked_by_type[t]}) if {
-	t := object_type(o)
-	fixed := fixed_by_type[t]
-	is_self(o)
-} else := object.union(fixed, {c: e |
+object_fields(t, a, visible, self) := {c: not_visible | some c in object.get(requested_by_type, t, set())} if {
+	visible == false
+} else := {} if {
+	not fixed_by_type[t]
+} else := object.union(fixed_by_type[t], {c: own_data | some c in checked_by_type[t]}) if {
+	self == true
+} else := object.union(fixed_by_type[t], {c: e |
 	some c in checked_by_type[t]
 	e := subject_effect(subject, c)
 }) if {
-	t := object_type(o)
-	fixed := fixed_by_type[t]
-	subject := {"consented": consented_bool(o), "privacy": privacy_settings(o)}
-} else := {}
-
-decide(o) := {
-	"visible": visible,
-	"fields": object_fields(o, visible),
-} if {
-	visible := visible_bool(o)
+	subject := {"consented": consented(a), "privacy": privacy_settings(a)}
 }
 
-visible_bool(o) := true if visible(o) else := false
+# One object: its facts are read once and handed down (regorus does not
+# memoise function calls, and this runs for every object of the batch).
+decide(o) := {"visible": visible, "fields": object_fields(t, a, visible, self)} if {
+	t := object_type(o)
+	a := attrs(o)
+	self := is_self_bool(o)
+	visible := is_visible(t, a, self)
+}
 
-consented_bool(o) := true if consented(o) else := false
+is_self_bool(o) := true if is_self(o) else := false
 
-# Same length and order as input.objects (visible_bool is defined for every
-# value, so decide is too).
+# Same length and order as input.objects (object_type, attrs, is_self_bool
+# and is_visible are defined for every value, so decide is too).
 result := {"objects": [decide(o) | some o in objects]}

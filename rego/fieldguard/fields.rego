@@ -44,8 +44,7 @@ code_tags(c) := {t |
 	is_string(t)
 }
 
-personal(c) := personal_tags(tags(c))
-
+# Personal data: any of the tags is a personal tag (purposes.yaml).
 personal_tags(ts) if {
 	some t in ts
 	t in pur.personal_tags
@@ -133,8 +132,6 @@ check_reason(c, ts) := sprintf("purpose %s needs the data subject's consent", [p
 	honours_privacy
 	personal_tags(ts)
 }
-
-mask_reason(c) := masked_reason(tags(c))
 
 masked_reason(ts) := sprintf("purpose %s releases %s data masked", [purpose_name, concat(", ", sort(masked))]) if {
 	masked := ts & purpose_mask_tags
