@@ -88,10 +88,7 @@ scope_key["subject"] := util.subject_id
 
 scope_key["app"] := util.app
 
-scope_key["ip"] := ip if {
-	ip := util.client_ip
-	util.valid_ip(ip)
-}
+scope_key["ip"] := util.valid_client_ip
 
 scope_key["prefix"] := util.prefix
 

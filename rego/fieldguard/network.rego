@@ -15,8 +15,7 @@ reasons contains {
 	"message": "requests from this network are blocked",
 	"rule": sprintf("%s: %s", [entry.cidr, object.get(entry, "reason", "")]),
 } if {
-	ip := util.client_ip
-	util.valid_ip(ip)
+	ip := util.valid_client_ip
 	some entry in deny_list
 	net.cidr_contains(entry.cidr, ip)
 }
@@ -27,8 +26,8 @@ reasons contains {
 	"code": "network.malformed_ip",
 	"message": "the client address is not a valid IP address",
 } if {
-	ip := util.client_ip
-	not util.valid_ip(ip)
+	util.client_ip != null
+	not util.valid_client_ip
 }
 
 # Anonymous callers are counted by address; without one no quota could apply

@@ -68,6 +68,13 @@ valid_ip(ip) if {
 	net.cidr_is_valid(concat("", [ip, "/128"]))
 }
 
+# The client IP when it is a valid address (checked once per request: the
+# prefix, the deny list and the `ip` quota scope all need to know).
+valid_client_ip := ip if {
+	ip := client_ip
+	valid_ip(ip)
+}
+
 # The network prefix the IP belongs to (IPv4 /24, IPv6 /64): the key of the
 # `prefix` quota scope. The integration's input.client.prefix wins when it is
 # a valid CIDR; otherwise it is derived from the IP.
@@ -76,14 +83,12 @@ prefix := p if {
 	is_string(p)
 	net.cidr_is_valid(p)
 } else := p if {
-	ip := client_ip
-	valid_ip(ip)
+	ip := valid_client_ip
 	not contains(ip, ":")
 	parts := split(ip, ".")
 	p := sprintf("%s.%s.%s.0/24", [parts[0], parts[1], parts[2]])
 } else := p if {
-	ip := client_ip
-	valid_ip(ip)
+	ip := valid_client_ip
 	contains(ip, ":")
 	p := ipv6_prefix64(ip)
 }
