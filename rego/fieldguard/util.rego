@@ -50,10 +50,26 @@ app_malformed if input.client.app == ""
 # ---------------------------------------------------------------- addresses
 
 # The client IP when present (null/absent means the integration has none,
-# e.g. an in-process call).
-client_ip := ip if {
+# e.g. an in-process call). A dual-stack server reports IPv4 clients as
+# ::ffff:a.b.c.d; they are treated as the IPv4 address they are, because deny
+# lists, prefixes and quotas are written for IPv4, and regorus's
+# net.cidr_contains (unlike OPA's) does not match mapped addresses against
+# IPv4 ranges: without this the deny list would fail open on the default engine.
+client_ip := v4 if {
+	ip := object.get(input, ["client", "ip"], null)
+	v4 := mapped_ipv4(ip)
+} else := ip if {
 	ip := object.get(input, ["client", "ip"], null)
 	ip != null
+}
+
+# The IPv4 address inside an IPv4-mapped IPv6 address (::ffff:a.b.c.d).
+mapped_ipv4(ip) := v4 if {
+	is_string(ip)
+	startswith(lower(ip), "::ffff:")
+	v4 := substring(ip, 7, -1)
+	not contains(v4, ":")
+	net.cidr_is_valid(concat("", [v4, "/32"]))
 }
 
 valid_ip(ip) if {

@@ -88,3 +88,9 @@ test_status_per_outcome if {
 	util.status == {"allow": 200, "deny": 403, "invalid": 400, "throttle": 429, "challenge": 403}
 	util.error_code.challenge == "CHALLENGE_REQUIRED"
 }
+
+test_ipv4_mapped_client_ip_is_plain_ipv4 if {
+	util.client_ip == "192.0.2.200" with input as {"client": {"ip": "::FFFF:192.0.2.200"}}
+	util.client_ip == "2001:db8::1" with input as {"client": {"ip": "2001:db8::1"}}
+	not util.mapped_ipv4("::ffff:2001:db8::1")
+}
