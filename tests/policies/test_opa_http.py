@@ -8,13 +8,13 @@ from typing import Any
 
 import pytest
 import requests
-from tests.support.opa_server import OpaFixtureServer
 
 from fieldguard.errors import ConfigurationError, EngineUnavailable, PolicyError
 from fieldguard.policies.decision import Outcome
 from fieldguard.policies.engine import engine_from_url
 from fieldguard.policies.opa_http import OpaHttpEngine, parse_engine_url
 from fieldguard.policies.source import PolicySet
+from tests.support.opa_server import OpaFixtureServer
 
 POLICY = "package app\n\nversion := 1\n\nechoed := input\n\nlimit := data.policy.limits.max\n"
 DATA = {"policy": {"limits": {"max": 5}}}
