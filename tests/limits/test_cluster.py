@@ -16,8 +16,8 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 
 from fieldguard.limits import Exposure, Limiter, QuotaKeys
-from tests.support.redis_server import RedisServer
 from tests.limits.limits_fixtures import CATALOGUE, charge
+from tests.support.redis_server import RedisServer
 
 KEYS = QuotaKeys.from_request(subject_id="u7", app="partner-x", ip="203.0.113.9")
 

@@ -13,8 +13,8 @@ import redis
 
 from fieldguard.errors import StorageError
 from fieldguard.limits import Exposure, Limiter, QuotaKeys
-from tests.support.redis_server import RedisServer
 from tests.limits.limits_fixtures import charge
+from tests.support.redis_server import RedisServer
 
 CATALOGUE: dict[str, Any] = {
     "quotas": {
