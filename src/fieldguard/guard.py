@@ -37,7 +37,7 @@ import json
 import re
 import threading
 import time
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -303,16 +303,54 @@ def _freeze(value: Any) -> Any:
     if kind in _SCALARS:
         return value
     if kind is dict:
-        if all(type(v) in _SCALARS for v in value.values()):
+        try:  # frozenset hashes as it builds: unhashable values fall through
             return frozenset(value.items())
-        return tuple(sorted((str(k), _freeze(v)) for k, v in value.items()))
+        except TypeError:
+            return tuple(sorted((str(k), _freeze(v)) for k, v in value.items()))
     if kind is list or kind is tuple:
-        if all(type(v) in _SCALARS for v in value):
-            return tuple(value)
-        return tuple(_freeze(v) for v in value)
+        frozen = tuple(value)
+        try:
+            hash(frozen)
+        except TypeError:
+            return tuple(_freeze(v) for v in value)
+        return frozen
     if isinstance(value, Mapping):
         return _freeze(dict(value))
     return ("~json", json.dumps(_jsonable(value), sort_keys=True))
+
+
+@functools.lru_cache(maxsize=4096)
+def accessor(kind: type, name: str) -> Callable[[Any], Any]:
+    """A fast reader of attribute ``name`` on objects of class ``kind``,
+    resolved once per class (the snake_case spelling when that is the one the
+    class declares); mappings and unknown classes fall back to :func:`read_attr`.
+
+    Example:
+        >>> from dataclasses import dataclass
+        >>> @dataclass
+        ... class Post:
+        ...     author_id: str
+        >>> accessor(Post, "authorId")(Post("u1"))
+        'u1'
+    """
+    if issubclass(kind, Mapping):
+        return functools.partial(_read_mapping, name=name)
+    declared: set[str] = set()
+    for klass in kind.__mro__:
+        declared.update(getattr(klass, "__annotations__", {}))
+        declared.update(vars(klass))
+    for candidate in (name, snake_case(name)):
+        if candidate in declared:
+            return functools.partial(_read_attribute, name=candidate)
+    return functools.partial(read_attr, name=name)
+
+
+def _read_attribute(obj: Any, name: str) -> Any:
+    return getattr(obj, name, None)
+
+
+def _read_mapping(obj: Any, name: str) -> Any:
+    return read_attr(obj, name)
 
 
 def read_attr(obj: Any, name: str) -> Any:
@@ -468,11 +506,12 @@ class Session:
     def _shape(self, spec: TypeSpec, obj: Any) -> tuple[Any, ...]:
         """A hashable key for the object's shape: relation + the attributes
         the policy reads. JSON for the engine is built only for new shapes."""
+        kind = type(obj)
         subject_id = self.caller.subject.id
-        owner = read_attr(obj, spec.owner) if spec.owner else None
+        owner = accessor(kind, spec.owner)(obj) if spec.owner else None
         relation = "self" if subject_id is not None and owner is not None and \
             str(owner) == subject_id else "other"
-        return (spec.name, relation, *(_freeze(read_attr(obj, a)) for a in spec.attrs))
+        return (spec.name, relation, *[_freeze(accessor(kind, a)(obj)) for a in spec.attrs])
 
     def _item(self, spec: TypeSpec, obj: Any, key: tuple[Any, ...]) -> dict[str, Any]:
         attrs = {a: _jsonable(read_attr(obj, a)) for a in spec.attrs}
@@ -498,7 +537,7 @@ class Session:
         out = []
         for obj, key in zip(objs, keys, strict=True):
             verdict = by_shape.get(key, _HIDDEN)
-            subject = read_attr(obj, subject_attr) if subject_attr else None
+            subject = accessor(type(obj), subject_attr)(obj) if subject_attr else None
             self._by_object[id(obj)] = (obj, verdict, None if subject is None else str(subject))
             out.append(verdict)
         return out
