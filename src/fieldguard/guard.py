@@ -320,7 +320,7 @@ def _freeze(value: Any) -> Any:
 
 
 @functools.lru_cache(maxsize=4096)
-def accessor(kind: type, name: str) -> Callable[[Any], Any]:
+def accessor(kind: Any, name: str) -> Callable[[Any], Any]:
     """A fast reader of attribute ``name`` on objects of class ``kind``,
     resolved once per class (the snake_case spelling when that is the one the
     class declares); mappings and unknown classes fall back to :func:`read_attr`.
