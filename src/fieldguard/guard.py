@@ -506,7 +506,7 @@ class Session:
     def _shape(self, spec: TypeSpec, obj: Any) -> tuple[Any, ...]:
         """A hashable key for the object's shape: relation + the attributes
         the policy reads. JSON for the engine is built only for new shapes."""
-        kind = type(obj)
+        kind: Any = type(obj)  # a class: hashable, an lru_cache key
         subject_id = self.caller.subject.id
         owner = accessor(kind, spec.owner)(obj) if spec.owner else None
         relation = "self" if subject_id is not None and owner is not None and \
@@ -537,7 +537,8 @@ class Session:
         out = []
         for obj, key in zip(objs, keys, strict=True):
             verdict = by_shape.get(key, _HIDDEN)
-            subject = accessor(type(obj), subject_attr)(obj) if subject_attr else None
+            kind: Any = type(obj)
+            subject = accessor(kind, subject_attr)(obj) if subject_attr else None
             self._by_object[id(obj)] = (obj, verdict, None if subject is None else str(subject))
             out.append(verdict)
         return out
