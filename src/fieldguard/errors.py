@@ -190,19 +190,6 @@ class AccessDenied(AccessError):
     """The operation, or a field of it, is denied (403 / ``FORBIDDEN``)."""
 
 
-class FieldDenied(AccessDenied):
-    """One field is withheld; the value is replaced by null.
-
-    Attributes:
-        coordinate: the schema coordinate, e.g. ``User.email``.
-    """
-
-    def __init__(self, coordinate: str, reason: Reason | None = None, **kw: Any) -> None:
-        text = reason.message if reason else "not allowed by policy"
-        super().__init__(f"{coordinate}: {text}", reasons=(reason,) if reason else (), **kw)
-        self.coordinate = coordinate
-
-
 class QuotaExceeded(AccessError):
     """A read quota or rate limit is used up (429 / ``RATE_LIMITED``).
 

@@ -51,12 +51,12 @@ from fieldguard.errors import (
     ChallengeRequired,
     ConfigurationError,
     EngineError,
-    FieldGuardError,
     QuotaExceeded,
     StorageError,
 )
 from fieldguard.masking import MaskerRegistry
 from fieldguard.policies.contract import (
+    HIDDEN,
     OBJECTS_PATH,
     PLAN_PATH,
     FieldEffect,
@@ -264,9 +264,6 @@ class Guard:
     def session(self, caller: Caller) -> Session:
         """A new per-request session for ``caller``."""
         return Session(self, caller)
-
-
-_HIDDEN = ObjectVerdict(False, {})
 
 
 def _jsonable(value: Any) -> Any:
@@ -536,7 +533,7 @@ class Session:
         subject_attr = spec.subject
         out = []
         for obj, key in zip(objs, keys, strict=True):
-            verdict = by_shape.get(key, _HIDDEN)
+            verdict = by_shape.get(key, HIDDEN)
             kind: Any = type(obj)
             subject = accessor(kind, subject_attr)(obj) if subject_attr else None
             self._by_object[id(obj)] = (obj, verdict, None if subject is None else str(subject))
@@ -727,11 +724,6 @@ class Session:
         return event
 
 
-def error_code(exc: BaseException) -> str:
-    """The stable code of a fieldguard error, ``INTERNAL`` for anything else."""
-    return exc.code if isinstance(exc, FieldGuardError) else "INTERNAL"
-
-
 __all__ = [
     "Classification",
     "FailMode",
@@ -739,6 +731,5 @@ __all__ = [
     "Operation",
     "Session",
     "TypeSpec",
-    "error_code",
     "read_attr",
 ]

@@ -237,3 +237,14 @@ def test_record_quota_is_exact_not_within_a_page(shipped: PolicySet, store: Stor
     assert received == 600
     assert codes == ["RATE_LIMITED"]
     assert sum(e.exposure["records"] for e in sink.records) == 600
+
+
+def test_reject_mode_fails_the_whole_request_on_an_objects_failure(shipped: PolicySet,
+                                                                   store: Store) -> None:
+    from fieldguard.guard import FailMode
+
+    guard = Guard(FailingEngine(shipped), object_fail_mode=FailMode.REJECT)
+    result = _gg(guard).execute_sync("{ me { id } users(first: 5) { id email } }",
+                                     context_value=DemoContext(caller(USER), store))
+    assert result.data is None   # not even the fields that needed no object decision
+    assert [e.extensions["code"] for e in result.errors] == ["POLICY_UNAVAILABLE"]

@@ -45,7 +45,6 @@ class FieldEffect:
 
 
 DENY_MISSING = FieldEffect("deny", reason="no decision for this field (fail closed)")
-ALLOW = FieldEffect("allow")
 
 
 def _fail(path: str, problem: str) -> MalformedDecision:
