@@ -1,4 +1,5 @@
-"""regorus: one interpreter per thread, reloads per thread, clean errors."""
+"""regorus: a pool of evaluator threads, each owning its interpreter; reloads
+reach every worker; clean errors."""
 
 from __future__ import annotations
 
@@ -24,6 +25,9 @@ V1 = "package app\n\nversion := 1\n\nwho := input.who\n\nboom := 1 / input.zero\
 V2 = V1.replace("version := 1", "version := 2")
 
 
+_PINNED: list[Any] = []
+
+
 def ps(text: str = V1) -> PolicySet:
     return PolicySet.from_sources([("rego/app.rego", text)])
 
@@ -47,21 +51,52 @@ def in_thread(fn: Callable[[], Any]) -> Any:
 
 
 def test_a_raw_regorus_engine_is_bound_to_its_thread() -> None:
-    """Why RegorusEngine keeps one interpreter per thread."""
+    """Why RegorusEngine evaluates on threads of its own."""
     raw = compile_regorus(ps())
+    # The failed cross-thread call leaves `raw` in a traceback cycle that the
+    # cyclic GC may collect on any thread; pin it so the main thread drops it.
+    _PINNED.append(raw)
     raw.set_input({})
     assert raw.eval_rule("data.app.version") == 1
     with pytest.raises(BaseException, match="unsendable"):
         in_thread(lambda: raw.eval_rule("data.app.version"))
 
 
-def test_other_threads_get_their_own_interpreter() -> None:
-    engine = RegorusEngine(ps())
-    mine = engine.thread_engine()
-    theirs = in_thread(lambda: id(engine.thread_engine()))
-    assert theirs != id(mine)
+def test_callers_on_any_thread_share_the_engines_workers() -> None:
+    engine = RegorusEngine(ps(), workers=2)
     assert in_thread(lambda: engine.evaluate("app.who", {"who": "t"}).result) == "t"
-    assert engine.thread_engine() is mine  # cached per thread
+    assert engine.evaluate("app.who", {"who": "main"}).result == "main"
+    # interpreters live on the engine's own long-lived threads, not the callers'
+    assert [t.is_alive() for t in engine.worker_threads] == [True, True]
+
+
+def test_short_lived_caller_threads_leave_nothing_behind() -> None:
+    """Thread-per-request servers: no interpreter per caller thread, so none is
+    leaked (or dropped on the wrong thread) when a caller thread dies."""
+    engine = RegorusEngine(ps(), workers=1)
+    workers = engine.worker_threads
+    for n in range(30):
+        assert in_thread(lambda n=n: engine.evaluate("app.who", {"who": n}).result) == n
+    assert engine.worker_threads == workers and workers[0].is_alive()
+    engine.close()
+    for t in engine.worker_threads:
+        t.join(timeout=5)
+        assert not t.is_alive()
+    assert engine.evaluate("app.version", {}).outcome is Outcome.UNAVAILABLE
+
+
+async def test_async_evaluation_does_not_run_on_the_loop_thread() -> None:
+    engine = RegorusEngine(ps())
+    d = await engine.aevaluate("app.who", {"who": "a"})
+    assert d.result == "a" and d.outcome is Outcome.VALUE
+    assert (await engine.aevaluate("app.boom", {"zero": 0})).outcome is Outcome.UNAVAILABLE
+
+
+def test_workers_must_be_positive() -> None:
+    from fieldguard.errors import ConfigurationError
+
+    with pytest.raises(ConfigurationError):
+        RegorusEngine(workers=0)
 
 
 def test_reload_reaches_every_thread_on_its_next_decision() -> None:

@@ -104,9 +104,18 @@ TEST_IDS = [rule for _, rule in REGO_TESTS]
 # --------------------------------------------------------------------- engines
 
 
+# Raw regorus interpreters must be dropped on the thread that made them, but a
+# fixture value can end up in a reference cycle that the cyclic GC collects on
+# whichever thread it runs in (a worker of some other test's server). Pin them
+# for the life of the process; the main thread drops them at exit.
+_PINNED: list[Any] = []
+
+
 @pytest.fixture(scope="module")
 def regorus_tests() -> Any:
-    return compile_regorus(WITH_TESTS)
+    engine = compile_regorus(WITH_TESTS)
+    _PINNED.append(engine)
+    return engine
 
 
 @pytest.fixture(scope="module")

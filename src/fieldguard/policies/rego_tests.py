@@ -414,6 +414,7 @@ def _run_regorus(
     engine = compile_regorus(policy)
     problems = _regorus_analysis(engine, policy)
     if problems:
+        del engine  # not in the traceback: it may be released on another thread
         raise PolicyError(problems)
     engine.set_gather_prints(True)
     if coverage:
