@@ -8,14 +8,17 @@ action once per request from the plan:
 
 * allowed, public, returning no guarded object type → the resolver is called
   directly (one dict lookup of overhead);
-* denied → the resolver never runs; the value is null with a ``FORBIDDEN``
-  error at its path (a non-null field propagates null to its parent, as the
-  GraphQL spec's null propagation says);
+* denied → the resolver never runs; the value is null, and the response gets
+  one ``FORBIDDEN`` error per (coordinate, reason) whose ``path`` is the first
+  occurrence and ``extensions.paths``/``count`` list them all (a non-null
+  field raises instead, so null propagates to its parent as the GraphQL
+  spec's null propagation says);
 * masked → the resolver's value goes through the named masker;
 * check → the value's fate comes from the batched objects decision for the
   parent object (decided when the list holding it was resolved);
 * a field returning objects of a guarded type → the objects are decided in
-  one batch per list; invisible ones are dropped (null where alone).
+  one batch per list; invisible ones are dropped (null where alone), and
+  records beyond the plan's remaining record quota are withheld.
 
 Example:
     See ``fieldguard.plugins.graphql_core.GraphQLGuard`` for the entry point.
