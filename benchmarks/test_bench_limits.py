@@ -17,24 +17,12 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
+from tests.limits.limits_fixtures import CATALOGUE
 from tests.support.redis_server import RedisServer
 
 from fieldguard.limits import Exposure, Limiter, QuotaKeys
 from fieldguard.limits.limiter import counter_key
 
-CATALOGUE: dict[str, Any] = {
-    "quotas": {
-        "records_day": {"measure": "records", "window_seconds": 86400},
-        "subjects_day": {"measure": "subjects", "window_seconds": 86400},
-        "cost_hour": {
-            "measure": "cost",
-            "window_seconds": 3600,
-            "strategy": "sliding-window-counter",
-        },
-        "requests_minute": {"measure": "requests", "window_seconds": 60},
-    },
-    "scopes": ["subject", "app", "ip", "prefix"],
-}
 KEYS = QuotaKeys.from_request(subject_id="u7", app="partner-x", ip="203.0.113.9")
 # Limits large enough that the benchmark never saturates (saturated moving
 # windows would be cheaper and flatter the numbers).
