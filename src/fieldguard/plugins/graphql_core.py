@@ -3,8 +3,9 @@
 :class:`GraphQLGuard` replaces ``graphql()`` / ``graphql_sync()``: it parses
 with token limits, validates (without "Did you mean …" suggestions for callers
 who may not learn the schema), asks the plan once, executes with the
-per-request :class:`~fieldguard.plugins.gql.enforcer.FieldEnforcer` as
-middleware, then charges quotas and writes the audit record.
+guarded executor (``fieldguard.plugins.gql.executor``: fields that need
+work run substituted resolvers, the rest run untouched), then charges quotas
+and writes the audit record.
 
 Example:
     >>> from graphql import build_schema
@@ -38,7 +39,6 @@ from graphql import (
     ExecutionResult,
     GraphQLError,
     GraphQLSchema,
-    MiddlewareManager,
     execute,
     parse,
     subscribe,
@@ -51,6 +51,7 @@ from fieldguard.errors import BadRequest, ConfigurationError, FieldGuardError
 from fieldguard.guard import Guard
 from fieldguard.plugins.gql.analysis import AnalysisConfig, select_operation
 from fieldguard.plugins.gql.errors import to_graphql_error
+from fieldguard.plugins.gql.executor import guarded_executor_class
 from fieldguard.plugins.gql.runner import OperationRun, SchemaGuard, refused
 
 CallerFactory = Callable[[Any], Caller]
@@ -169,7 +170,7 @@ class GraphQLGuard:
         return execute(
             self.schema, document, root_value=root_value, context_value=context_value,
             variable_values=variable_values, operation_name=operation_name,
-            middleware=MiddlewareManager(run.enforcer),
+            executor_class=guarded_executor_class(None), fieldguard=run.enforcer,
             hide_suggestions=self._hide(run.session.caller),
         )
 
@@ -239,7 +240,7 @@ class GraphQLGuard:
         stream = subscribe(
             self.schema, document, root_value=root_value, context_value=context_value,
             variable_values=variable_values, operation_name=operation_name,
-            middleware=MiddlewareManager(run.enforcer),
+            executor_class=guarded_executor_class(None), fieldguard=run.enforcer,
         )
         if inspect.isawaitable(stream):
             stream = await stream

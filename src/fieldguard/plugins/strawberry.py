@@ -7,9 +7,15 @@ state lives on that instance (never on the shared guard).
 * ``on_validate`` — strips "Did you mean …" suggestions for callers who may
   not learn the schema;
 * ``on_execute`` — analyses the operation and asks the plan once; a refusal
-  sets the result, so strawberry runs no resolver; afterwards quotas are
-  charged and the audit record written (data is dropped if either fails);
-* ``resolve`` — the per-field enforcement (a lookup, not an engine call).
+  sets the result, so strawberry runs no resolver; the operation then runs on
+  fieldguard's guarded executor (fields that need work run substituted
+  resolvers, the rest run untouched: no per-field hook); afterwards quotas
+  are charged and the audit record written (data is dropped if either fails).
+
+The extension installs the guarded executor on the schema the first time it
+runs (``schema.execution_context_class``; a custom class is extended, not
+replaced). If an operation ever executes without it, the extension drops the
+data and answers ``POLICY_UNDEFINED``: enforcement never silently lapses.
 
 Tags come from ``policies/classification.yaml`` and, optionally, from code:
 ``strawberry.field(metadata={"fieldguard": {"tags": ["pii"]}})``.
@@ -51,6 +57,7 @@ from fieldguard.errors import ConfigurationError, FieldGuardError
 from fieldguard.guard import Guard
 from fieldguard.plugins.gql.analysis import AnalysisConfig, select_operation
 from fieldguard.plugins.gql.errors import to_graphql_error
+from fieldguard.plugins.gql.executor import ACTIVE, guarded_executor_class
 from fieldguard.plugins.gql.runner import OperationRun, SchemaGuard
 
 CallerFactory = Callable[[Any], Caller]
@@ -124,9 +131,27 @@ class _FieldGuardExtension(SchemaExtension):
     fieldguard: StrawberryGuard
 
     def __init__(self, *, execution_context: Any = None) -> None:
+        self._context: Any = None
         super().__init__(execution_context=execution_context)
         self.run: OperationRun | None = None
         self.caller: Caller | None = None
+        self.streaming = False  # a subscription: events follow on_execute
+        self.finished = False
+
+    @property
+    def execution_context(self) -> Any:
+        return self._context
+
+    @execution_context.setter
+    def execution_context(self, value: Any) -> None:
+        # Strawberry hands each request's extensions its execution context
+        # before it reads ``schema.execution_context_class`` (for
+        # subscriptions, before any hook runs): install the guarded executor
+        # here so even the first operation on a schema runs guarded.
+        self._context = value
+        schema = getattr(value, "schema", None)
+        if schema is not None:
+            _install_executor(schema)
 
     def _refuse(self, errors: list[GraphQLError]) -> None:
         extensions = self.run.extensions() if self.run else None
@@ -157,6 +182,7 @@ class _FieldGuardExtension(SchemaExtension):
         ctx = self.execution_context
         schema = ctx.schema._schema
         shared = self.fieldguard.shared_for(schema)
+        _install_executor(ctx.schema)
         try:
             self.caller = self._get_caller()
             op = select_operation(ctx.graphql_document, ctx.operation_name)
@@ -181,21 +207,44 @@ class _FieldGuardExtension(SchemaExtension):
             self.run = None
             yield
             return
-        yield
+        token = ACTIVE.set(self.run.enforcer)
+        try:
+            yield
+        finally:
+            ACTIVE.reset(token)
         result = ctx.result
         if self.run is not None and isinstance(result, ExecutionResult):
+            enforcer = self.run.enforcer
+            if enforcer is not None and not enforcer.bound and result.data is not None:
+                # Executed by something other than the guarded executor:
+                # nothing it produced was checked, so none of it leaves.
+                finished = self.run.fail(to_graphql_error(_NO_PLAN))
+            else:
+                finished = self.run.finish(result)
             # Mutate in place: strawberry's async path returns the object it
             # holds, not ``ctx.result``, after the extensions unwind.
-            finished = self.run.finish(result)
             result.data, result.errors = finished.data, finished.errors
+            self.finished = True
+        elif self.run is not None:
+            self.streaming = True  # a subscription: audited when it ends
 
-    def resolve(self, _next: Any, root: Any, info: Any, *args: Any, **kwargs: Any) -> Any:
+    def on_stream_result(self, result: Any) -> Iterator[None]:
         run = self.run
-        if run is None or run.enforcer is None:
-            # No plan for this request (refused, or execution without
-            # on_execute): release nothing.
-            raise to_graphql_error(_NO_PLAN)
-        return run.enforcer.resolve(_next, root, info, **kwargs)
+        enforcer = run.enforcer if run is not None else None
+        if self.streaming and enforcer is not None:
+            if not enforcer.bound and result.data is not None:
+                result.data = None
+                result.errors = [to_graphql_error(_NO_PLAN)]
+            withheld = enforcer.take_errors()
+            if withheld:
+                result.errors = [*(result.errors or []), *withheld]
+        yield
+
+    def on_operation(self) -> Iterator[None]:
+        yield
+        if self.run is not None and self.streaming and not self.finished:
+            self.finished = True
+            self.run.finish(ExecutionResult(None, None))  # the stream ended: audit it
 
     def get_results(self) -> dict[str, Any]:
         if self.run is None:
@@ -208,7 +257,16 @@ class _NoPlan(FieldGuardError):
     http_status = 503
 
 
-_NO_PLAN = _NoPlan("no policy plan for this request")
+_NO_PLAN = _NoPlan("the operation ran outside fieldguard's guarded executor")
+
+
+def _install_executor(schema: Any) -> None:
+    """Make ``schema`` (a strawberry Schema) execute on the guarded executor
+    (idempotent; a custom executor class is extended, not replaced)."""
+    current = getattr(schema, "execution_context_class", None)
+    guarded = guarded_executor_class(current)
+    if guarded is not current:
+        schema.execution_context_class = guarded
 
 
 @strawberry.directive(

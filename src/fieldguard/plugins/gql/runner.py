@@ -122,13 +122,13 @@ class OperationRun:
             errors.extend(enforcer.take_errors())
             enforcer.flush()
             if enforcer.rejected is not None:
-                return self._fail(to_graphql_error(enforcer.rejected))
+                return self.fail(to_graphql_error(enforcer.rejected))
         try:
             self.session.charge(self.cost)
             self.session.finish()
         except FieldGuardError as exc:
             self.session.errors.append(exc.code)
-            return self._fail(to_graphql_error(exc))
+            return self.fail(to_graphql_error(exc))
         if self.session.truncated:
             errors.append(GraphQLError(
                 f"record quota reached: {self.session.truncated} record(s) withheld",
@@ -137,7 +137,8 @@ class OperationRun:
         extensions.update(self.extensions())
         return ExecutionResult(result.data, errors or None, extensions)
 
-    def _fail(self, error: GraphQLError) -> ExecutionResult:
+    def fail(self, error: GraphQLError) -> ExecutionResult:
+        """Drop the data: ``error`` instead, audited as an error."""
         with contextlib.suppress(FieldGuardError):
             self.session.finish("error")
         return ExecutionResult(None, [error], self.extensions())
