@@ -35,9 +35,13 @@ def mask_email(value: Any) -> Any:
     return f"{local[:1]}***@{domain}"
 
 
+_NON_DIGITS = re.compile(r"\D")
+_YEAR = re.compile(r"\s*(\d{4})")
+
+
 def phone_last4(value: Any) -> Any:
     """Keep the last four digits."""
-    digits = re.sub(r"\D", "", str(value)) if value is not None else ""
+    digits = _NON_DIGITS.sub("", str(value)) if value is not None else ""
     return f"•••{digits[-4:]}" if digits else None
 
 
@@ -58,7 +62,7 @@ def year_only(value: Any) -> Any:
     """Keep only the year of a date (``1990-04-02`` → ``1990``)."""
     if isinstance(value, dt.date):
         return str(value.year)
-    match = re.match(r"\s*(\d{4})", str(value)) if value is not None else None
+    match = _YEAR.match(str(value)) if value is not None else None
     return match.group(1) if match else redact(value)
 
 

@@ -56,8 +56,8 @@ class Table:
     """Field definitions to execute for one object type, in one request,
     under one verdict (``None``: the type's base table)."""
 
-    __slots__ = ("enforcer", "fields", "guarded", "personal", "tallies", "type", "verdict",
-                 "verdicts")
+    __slots__ = ("enforcer", "fields", "guarded", "masked", "personal", "tallies", "type",
+                 "verdict", "verdicts")
 
     def __init__(self, enforcer: FieldEnforcer, type_: GraphQLObjectType,
                  verdict: ObjectVerdict | None, guarded: bool) -> None:
@@ -68,6 +68,8 @@ class Table:
         self.fields: dict[str, GraphQLField] = {}
         #: names of allowed personal fields, counted per object (verdict tables)
         self.personal: set[str] = set()
+        #: names of masked fields (verdict tables: their subject is noted per object)
+        self.masked: set[str] = set()
         #: per selection (grouped field set): its personal coordinates and
         #: how many objects executed it
         self.tallies: dict[int, _Tally] = {}
@@ -83,11 +85,12 @@ class Table:
 
 
 class _Tally:
-    __slots__ = ("coords", "objects", "selection")
+    __slots__ = ("coords", "objects", "releases", "selection")
 
-    def __init__(self, selection: Any, coords: tuple[str, ...]) -> None:
+    def __init__(self, selection: Any, coords: tuple[str, ...], releases: bool) -> None:
         self.selection = selection  # kept alive: its id is the tally's key
-        self.coords = coords
+        self.coords = coords  # allowed personal coordinates, counted per object
+        self.releases = releases  # personal data (allowed or masked) leaves
         self.objects = 0
 
 
@@ -172,7 +175,7 @@ class FieldEnforcer:
         if tally is None:
             tally = table.tallies[id(selection)] = self._tally(table, selection)
         tally.objects += 1
-        if subject is not None and tally.coords:
+        if subject is not None and tally.releases:
             self.subjects.add(subject)
         return table
 
@@ -192,14 +195,15 @@ class FieldEnforcer:
         return table
 
     def _tally(self, table: Table, selection: Any) -> _Tally:
-        coords = []
+        coords, releases = [], False
         for details in selection.values():
             name = details[0].node.name.value
             if name not in table.fields:
                 table.build(name)
             if name in table.personal:
                 coords.append(f"{table.type.name}.{name}")
-        return _Tally(selection, tuple(coords))
+            releases = releases or name in table.masked
+        return _Tally(selection, tuple(coords), releases or bool(coords))
 
     def spec(self, parent_type: GraphQLObjectType, name: str,
              definition: GraphQLField) -> F.FieldSpec:
@@ -257,7 +261,14 @@ class FieldEnforcer:
         if kind == "deny":
             return F.substitute(spec.definition, F.denying(self, spec, reason))
         if kind == "mask":
-            return F.substitute(spec.definition, F.masking(self, spec, mask or "redact"))
+            mask = mask or "redact"
+            if mask not in self.maskers:  # fail closed on a masker nobody registered
+                return F.substitute(spec.definition,
+                                    F.denying(self, spec, f"unknown masker {mask!r}"))
+            if verdict is not None:
+                table.masked.add(name)
+            return F.substitute(spec.definition,
+                                F.masking(self, spec, mask, per_object=verdict is not None))
         if kind != "allow":
             return F.substitute(spec.definition, F.denying(self, spec, f"unknown effect {kind!r}"))
         if spec.returns_guarded:

@@ -120,17 +120,23 @@ def denying(enforcer: FieldEnforcer, spec: FieldSpec, reason: str) -> Resolver:
     return deny
 
 
-def masking(enforcer: FieldEnforcer, spec: FieldSpec, mask: str) -> Resolver:
-    """Release every value of the field through the masker ``mask``."""
-    own, apply, key = spec.resolver, enforcer.maskers.apply, (spec.coord, "mask")
-    counts, subject_type = enforcer.counts, spec.subject_type
+def masking(enforcer: FieldEnforcer, spec: FieldSpec, mask: str,
+            per_object: bool = False) -> Resolver:
+    """Release every value of the field through the masker ``mask``.
+
+    ``per_object``: the data subject is noted once per object by the
+    enforcer (verdict tables), not per value.
+    """
+    own, masker, key = spec.resolver, enforcer.maskers.get(mask), (spec.coord, "mask")
+    counts = enforcer.counts
+    subject_type = None if per_object else spec.subject_type
 
     def masked(root: Any, info: Info, **args: Any) -> Any:
         value = own(root, info, **args)
         if type(value) not in PLAIN:
             return enforcer.finish(spec, value, info, mask, root)
         if value is not None:
-            value = apply(mask, value)
+            value = masker(value)
         counts[key] = counts.get(key, 0) + 1
         if subject_type is not None:
             enforcer.note_subject(subject_type, root)
