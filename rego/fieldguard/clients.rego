@@ -6,19 +6,21 @@ package fieldguard.clients
 
 import rego.v1
 
-import data.fieldguard.purposes
-import data.fieldguard.util
+# Other fieldguard packages are referred to by their full path
+# (data.fieldguard.util.x), not through `import data.fieldguard.util`:
+# regorus resolves an imported alias by evaluating the whole package it
+# names, every rule in it, even to read one rule.
 
 apps := object.get(data.policy, ["clients", "apps"], {})
 
-contract := apps[util.app]
+contract := apps[data.fieldguard.util.app]
 
 # The coordinates the caller may read: all of them when no app is named
 # (direct/first-party call without an app id), else what the contract lists
 # (nothing for an app without a contract).
-allowed_patterns := ["*"] if not util.app
+allowed_patterns := ["*"] if not data.fieldguard.util.app
 
-allowed_patterns := util.array_or_empty(object.get(contract, "coordinates", [])) if util.app
+allowed_patterns := data.fieldguard.util.array_or_empty(object.get(contract, "coordinates", [])) if data.fieldguard.util.app
 
 # (One body over a rule rather than a `not util.app` clause in the function:
 # regorus 0.13 answered a function of that shape wrongly once `contract` had
@@ -59,38 +61,38 @@ matches(pattern, c) if {
 reasons contains {
 	"code": "client.malformed",
 	"message": "client app must be a non-empty string or null",
-} if util.app_malformed
+} if data.fieldguard.util.app_malformed
 
 reasons contains {
 	"code": "client.unknown",
-	"message": sprintf("client app %s has no contract", [util.app]),
+	"message": sprintf("client app %s has no contract", [data.fieldguard.util.app]),
 } if {
-	util.app
+	data.fieldguard.util.app
 	not contract
 }
 
 reasons contains {
 	"code": "client.revoked",
-	"message": sprintf("the contract of client app %s has been revoked", [util.app]),
+	"message": sprintf("the contract of client app %s has been revoked", [data.fieldguard.util.app]),
 } if contract.revoked == true
 
 reasons contains {
 	"code": "client.purpose",
-	"message": sprintf("client app %s is not contracted for purpose %v", [util.app, purposes.purpose_label]),
+	"message": sprintf("client app %s is not contracted for purpose %v", [data.fieldguard.util.app, data.fieldguard.purposes.purpose_label]),
 } if {
 	contract
 	not object.get(contract, "revoked", false) == true
 	not purpose_allowed
 }
 
-purpose_allowed if purposes.purpose_name in util.array_or_empty(object.get(contract, "purposes", []))
+purpose_allowed if data.fieldguard.purposes.purpose_name in data.fieldguard.util.array_or_empty(object.get(contract, "purposes", []))
 
 reasons contains {
 	"code": "client.coordinate",
-	"message": sprintf("client app %s is not contracted to read %s", [util.app, concat(", ", sort(outside))]),
+	"message": sprintf("client app %s is not contracted to read %s", [data.fieldguard.util.app, concat(", ", sort(outside))]),
 } if {
 	contract
 	not object.get(contract, "revoked", false) == true
-	outside := {c | some c in util.coordinates; not allows_coordinate(c)}
+	outside := {c | some c in data.fieldguard.util.coordinates; not allows_coordinate(c)}
 	count(outside) > 0
 }

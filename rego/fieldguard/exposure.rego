@@ -18,15 +18,16 @@ package fieldguard.exposure
 
 import rego.v1
 
-import data.fieldguard.fields
-import data.fieldguard.purposes
-import data.fieldguard.util
+# Other fieldguard packages are referred to by their full path
+# (data.fieldguard.util.x), not through `import data.fieldguard.util`:
+# regorus resolves an imported alias by evaluating the whole package it
+# names, every rule in it, even to read one rule.
 
 cls := data.policy.classification
 
-objects := util.array_or_empty(object.get(input, "objects", []))
+objects := data.fieldguard.util.array_or_empty(object.get(input, "objects", []))
 
-requested := {c | some c in util.array_or_empty(object.get(input, "coordinates", [])); is_string(c)}
+requested := {c | some c in data.fieldguard.util.array_or_empty(object.get(input, "coordinates", [])); is_string(c)}
 
 # ---------------------------------------------------------------- the object
 
@@ -43,7 +44,7 @@ attrs(o) := o.attrs if {
 # `self` only for a signed-in caller: the integration derives the relation by
 # comparing the owner attribute with subject.id.
 is_self(o) if {
-	util.authenticated
+	data.fieldguard.util.authenticated
 	is_object(o)
 	o.relation == "self"
 }
@@ -59,19 +60,19 @@ visibility(a) := v if {
 # runs for every object.
 caller_audiences contains "everyone"
 
-caller_audiences contains "authenticated" if util.authenticated
+caller_audiences contains "authenticated" if data.fieldguard.util.authenticated
 
-caller_audiences contains "staff" if util.is_staff
+caller_audiences contains "staff" if data.fieldguard.util.is_staff
 
 open_to_caller := {v |
 	some v, audiences in cls.visibility
-	some audience in util.array_or_empty(audiences)
+	some audience in data.fieldguard.util.array_or_empty(audiences)
 	audience in caller_audiences
 }
 
 open_to_self := {v |
 	some v, audiences in cls.visibility
-	"self" in util.array_or_empty(audiences)
+	"self" in data.fieldguard.util.array_or_empty(audiences)
 }
 
 # Is an object of type t with attrs a visible to this caller (self: it is the
@@ -92,29 +93,29 @@ is_visible(t, a, self) := true if {
 # in rules: rules are evaluated once per query, while function calls are
 # recomputed on every call (regorus does not memoise them), and a batch asks
 # about every coordinate once per object.
-plan_effect := {c: fields.effect(c) | some c in requested}
+plan_effect := {c: data.fieldguard.fields.effect(c) | some c in requested}
 
 # The coordinates whose answer depends on the data subject.
 checked := {c | some c, e in plan_effect; e.effect == "check"}
 
-checked_tags := {c: fields.tags(c) | some c in checked}
+checked_tags := {c: data.fieldguard.fields.tags(c) | some c in checked}
 
-personal := {c | some c, ts in checked_tags; fields.personal_tags(ts)}
+personal := {c | some c, ts in checked_tags; data.fieldguard.fields.personal_tags(ts)}
 
-privacy_key := {c: k | some c in checked; k := fields.privacy_key(c)}
+privacy_key := {c: k | some c in checked; k := data.fieldguard.fields.privacy_key(c)}
 
-mask_reason := {c: r | some c, ts in checked_tags; r := fields.masked_reason(ts)}
+mask_reason := {c: r | some c, ts in checked_tags; r := data.fieldguard.fields.masked_reason(ts)}
 
-masker := {c: fields.masker(c) | some c in checked}
+masker := {c: data.fieldguard.fields.masker(c) | some c in checked}
 
-requires_consent if purposes.purpose_flag("requires_consent")
+requires_consent if data.fieldguard.purposes.purpose_flag("requires_consent")
 
-honours_privacy if purposes.purpose_flag("honours_privacy")
+honours_privacy if data.fieldguard.purposes.purpose_flag("honours_privacy")
 
 # Requested coordinates per object type ("User" -> {"User.email", ...}), and
 # for each type the answers that hold for every visible object of that type
 # (whatever the plan said, except `check`).
-coordinate_type := {c: t | some c in requested; t := util.coordinate_type(c)}
+coordinate_type := {c: t | some c in requested; t := data.fieldguard.util.coordinate_type(c)}
 
 requested_by_type := {t: cs |
 	some _, t in coordinate_type
@@ -161,10 +162,10 @@ privacy_setting(settings, c) := s if {
 # Settings that release to this caller.
 releasing_settings contains "everyone"
 
-releasing_settings contains "authenticated" if util.authenticated
+releasing_settings contains "authenticated" if data.fieldguard.util.authenticated
 
 consented(a) := true if {
-	purposes.purpose_name in util.array_or_empty(object.get(a, "consent", []))
+	data.fieldguard.purposes.purpose_name in data.fieldguard.util.array_or_empty(object.get(a, "consent", []))
 } else := false
 
 # ---------------------------------------------------------------- answers
@@ -173,7 +174,7 @@ not_visible := {"effect": "deny", "reason": "the object is not visible to this c
 
 own_data := {"effect": "allow", "reason": "the caller's own data"}
 
-no_consent := {"effect": "deny", "reason": sprintf("the data subject has not consented to purpose %s", [purposes.purpose_name])}
+no_consent := {"effect": "deny", "reason": sprintf("the data subject has not consented to purpose %s", [data.fieldguard.purposes.purpose_name])}
 
 # What a checked coordinate gets once consent and privacy settings let it
 # through: masked when the purpose masks it, else released.

@@ -11,26 +11,23 @@ package fieldguard
 
 import rego.v1
 
-import data.fieldguard.clients
-import data.fieldguard.exposure
-import data.fieldguard.fields
-import data.fieldguard.limits
-import data.fieldguard.network
-import data.fieldguard.purposes
-import data.fieldguard.util
+# Other fieldguard packages are referred to by their full path
+# (data.fieldguard.util.x), not through `import data.fieldguard.util`:
+# regorus resolves an imported alias by evaluating the whole package it
+# names, every rule in it, even to read one rule.
 
 # ---------------------------------------------------------------- outcome
 
 # Precedence: deny > invalid > throttle > challenge > allow. A refused
 # network or a contract breach is refused even when the query is also too
 # big; a query that can never run is answered 400 rather than "retry later".
-deny_reasons := ((network.reasons | clients.reasons) | purposes.purpose_problems) | limits.deny_reasons
+deny_reasons := ((data.fieldguard.network.reasons | data.fieldguard.clients.reasons) | data.fieldguard.purposes.purpose_problems) | data.fieldguard.limits.deny_reasons
 
-invalid_reasons := limits.cap_reasons
+invalid_reasons := data.fieldguard.limits.cap_reasons
 
-throttle_reasons := limits.throttle_reasons
+throttle_reasons := data.fieldguard.limits.throttle_reasons
 
-challenge_reasons := limits.challenge_reasons
+challenge_reasons := data.fieldguard.limits.challenge_reasons
 
 outcome := "deny" if {
 	count(deny_reasons) > 0
@@ -54,30 +51,30 @@ allowed if outcome == "allow"
 
 default allowed := false
 
-retry_after := limits.retry_after if outcome == "throttle"
+retry_after := data.fieldguard.limits.retry_after if outcome == "throttle"
 
 default retry_after := 0
 
 # When the request is refused nothing is released: every field says deny, so
 # an integration that ignored `allow` would still leak nothing.
-plan_fields := fields.decisions if {
+plan_fields := data.fieldguard.fields.decisions if {
 	outcome == "allow"
-} else := {c: {"effect": "deny", "reason": sprintf("request refused (%s)", [outcome])} | some c in util.coordinates}
+} else := {c: {"effect": "deny", "reason": sprintf("request refused (%s)", [outcome])} | some c in data.fieldguard.util.coordinates}
 
 # ---------------------------------------------------------------- plan
 
 plan := {
 	"allow": allowed,
 	"outcome": outcome,
-	"status": util.status[outcome],
-	"code": util.error_code[outcome],
-	"reasons": util.sorted_reasons(reasons_by_outcome[outcome]),
+	"status": data.fieldguard.util.status[outcome],
+	"code": data.fieldguard.util.error_code[outcome],
+	"reasons": data.fieldguard.util.sorted_reasons(reasons_by_outcome[outcome]),
 	"retry_after": retry_after,
 	"fields": plan_fields,
-	"limits": limits.caps,
-	"charges": limits.charges,
-	"tier": limits.tier,
-	"purpose": purposes.purpose_label,
+	"limits": data.fieldguard.limits.caps,
+	"charges": data.fieldguard.limits.charges,
+	"tier": data.fieldguard.limits.tier,
+	"purpose": data.fieldguard.purposes.purpose_label,
 }
 
 # If anything above is undefined (malformed input or data the rules did not
@@ -96,7 +93,7 @@ default plan := {
 
 # ---------------------------------------------------------------- objects
 
-objects := exposure.result
+objects := data.fieldguard.exposure.result
 
 # Undefined objects would fail closed in Python too; answering "nothing
 # visible" keeps the failure visible in the audit as a decision.

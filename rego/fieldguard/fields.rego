@@ -13,9 +13,10 @@ package fieldguard.fields
 
 import rego.v1
 
-import data.fieldguard.clients
-import data.fieldguard.purposes
-import data.fieldguard.util
+# Other fieldguard packages are referred to by their full path
+# (data.fieldguard.util.x), not through `import data.fieldguard.util`:
+# regorus resolves an imported alias by evaluating the whole package it
+# names, every rule in it, even to read one rule.
 
 cls := data.policy.classification
 
@@ -37,10 +38,10 @@ default_tags := {t | some t in cls.default_tags}
 
 # Tags the API code attached (all paths that reach the coordinate, united).
 code_tags(c) := {t |
-	some f in util.array_or_empty(object.get(input, "fields", []))
+	some f in data.fieldguard.util.array_or_empty(object.get(input, "fields", []))
 	is_object(f)
 	f.coordinate == c
-	some t in util.array_or_empty(object.get(f, "tags", []))
+	some t in data.fieldguard.util.array_or_empty(object.get(f, "tags", []))
 	is_string(t)
 }
 
@@ -64,7 +65,7 @@ masker(c) := m if {
 missing_role_tags(ts) := {t |
 	some t in ts
 	gate := pur.role_gated_tags[t]
-	count({r | some r in gate} & util.roles) == 0
+	count({r | some r in gate} & data.fieldguard.util.roles) == 0
 }
 
 # ---------------------------------------------------------------- the effect
@@ -77,24 +78,24 @@ missing_role_tags(ts) := {t |
 
 # A reason to deny that holds for every coordinate of this request.
 request_deny_reason := "the stated purpose is not permitted for this caller" if {
-	not purposes.purpose_ok
+	not data.fieldguard.purposes.purpose_ok
 } else := "the request is outside the client app's contract" if {
-	count(clients.reasons) > 0
+	count(data.fieldguard.clients.reasons) > 0
 }
 
 never_release_tags := {t | some t in pur.never_release_tags}
 
 anonymous_tags := {t | some t in pur.anonymous_tags}
 
-requires_consent if purposes.purpose_flag("requires_consent")
+requires_consent if data.fieldguard.purposes.purpose_flag("requires_consent")
 
-honours_privacy if purposes.purpose_flag("honours_privacy")
+honours_privacy if data.fieldguard.purposes.purpose_flag("honours_privacy")
 
-purpose_name := purposes.purpose_name
+purpose_name := data.fieldguard.purposes.purpose_name
 
-purpose_tags := purposes.purpose_tags
+purpose_tags := data.fieldguard.purposes.purpose_tags
 
-purpose_mask_tags := purposes.purpose_mask_tags
+purpose_mask_tags := data.fieldguard.purposes.purpose_mask_tags
 
 # The first reason to deny, in order of how fundamental it is.
 deny_reason(c, _) := request_deny_reason
@@ -104,13 +105,13 @@ deny_reason(c, ts) := r if {
 	r := coordinate_deny_reason(c, ts)
 }
 
-coordinate_deny_reason(c, ts) := sprintf("client app %s is not contracted to read %s", [util.app, c]) if {
-	not clients.allows_coordinate(c)
+coordinate_deny_reason(c, ts) := sprintf("client app %s is not contracted to read %s", [data.fieldguard.util.app, c]) if {
+	not data.fieldguard.clients.allows_coordinate(c)
 } else := sprintf("tagged %s: never released through the API", [concat(", ", sort(found))]) if {
 	found := ts & never_release_tags
 	count(found) > 0
 } else := "anonymous callers see public data only" if {
-	not util.authenticated
+	not data.fieldguard.util.authenticated
 	extra := ts - anonymous_tags
 	count(extra) > 0
 } else := sprintf("purpose %s does not cover %s data", [purpose_name, concat(", ", sort(extra))]) if {
@@ -149,4 +150,4 @@ tagged_effect(c, ts) := {"effect": "deny", "reason": r} if {
 } else := {"effect": "allow", "reason": sprintf("purpose %s allows %s data", [purpose_name, concat(", ", sort(ts))])}
 
 # The plan's per-field answer for every coordinate the operation touches.
-decisions := {c: effect(c) | some c in util.coordinates}
+decisions := {c: effect(c) | some c in data.fieldguard.util.coordinates}

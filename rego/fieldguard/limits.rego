@@ -7,8 +7,10 @@ package fieldguard.limits
 
 import rego.v1
 
-import data.fieldguard.clients
-import data.fieldguard.util
+# Other fieldguard packages are referred to by their full path
+# (data.fieldguard.util.x), not through `import data.fieldguard.util`:
+# regorus resolves an imported alias by evaluating the whole package it
+# names, every rule in it, even to read one rule.
 
 lim := data.policy.limits
 
@@ -19,7 +21,7 @@ lim := data.policy.limits
 # `verified`; accounts younger than new_account_days (or of unknown age) are
 # `new`; everyone else `standard`.
 tier := "anonymous" if {
-	not util.authenticated
+	not data.fieldguard.util.authenticated
 } else := t if {
 	t := input.subject.tier
 	is_string(t)
@@ -84,28 +86,28 @@ cap_reasons contains {
 # ---------------------------------------------------------------- quotas per scope
 
 # The key each scope counts under; scopes without a key are not charged.
-scope_key["subject"] := util.subject_id
+scope_key["subject"] := data.fieldguard.util.subject_id
 
-scope_key["app"] := util.app
+scope_key["app"] := data.fieldguard.util.app
 
-scope_key["ip"] := util.valid_client_ip
+scope_key["ip"] := data.fieldguard.util.valid_client_ip
 
-scope_key["prefix"] := util.prefix
+scope_key["prefix"] := data.fieldguard.util.prefix
 
 # The limits per scope. A signed-in caller's tier quotas count against their
 # subject id; an anonymous caller has no id, so the anonymous tier quotas
 # count against the IP (the smaller of tier and IP limit wins).
-scope_limits["subject"] := lim.tiers[tier].quotas if util.authenticated
+scope_limits["subject"] := lim.tiers[tier].quotas if data.fieldguard.util.authenticated
 
-scope_limits["app"] := object.get(clients.contract, "quotas", {}) if clients.contract
+scope_limits["app"] := object.get(data.fieldguard.clients.contract, "quotas", {}) if data.fieldguard.clients.contract
 
-scope_limits["ip"] := lim.network_quotas.ip if util.authenticated
+scope_limits["ip"] := lim.network_quotas.ip if data.fieldguard.util.authenticated
 
 scope_limits["ip"] := {q: min(values) |
 	some q in names
 	values := [v | some src in [ip_limits, anon_limits]; v := src[q]]
 } if {
-	not util.authenticated
+	not data.fieldguard.util.authenticated
 	ip_limits := lim.network_quotas.ip
 	anon_limits := lim.tiers.anonymous.quotas
 	names := {q | some q, _ in ip_limits} | {q | some q, _ in anon_limits}
@@ -197,7 +199,7 @@ deny_reasons contains {
 	"message": "access pattern looks like enumeration of records; sign in to continue",
 } if {
 	enumeration_suspected
-	not util.authenticated
+	not data.fieldguard.util.authenticated
 }
 
 challenge_reasons contains {
@@ -205,13 +207,13 @@ challenge_reasons contains {
 	"message": "access pattern looks like enumeration of records; complete the challenge to continue",
 } if {
 	enumeration_suspected
-	util.authenticated
+	data.fieldguard.util.authenticated
 }
 
 challenge_reasons contains {
 	"code": "enumeration.breadth",
 	"message": sprintf("this account read %v distinct people's records today", [signal("distinct_subjects_day")]),
 } if {
-	util.authenticated
+	data.fieldguard.util.authenticated
 	signal("distinct_subjects_day") >= lim.enumeration.distinct_subjects_day
 }

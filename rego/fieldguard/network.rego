@@ -6,16 +6,19 @@ package fieldguard.network
 
 import rego.v1
 
-import data.fieldguard.util
+# Other fieldguard packages are referred to by their full path
+# (data.fieldguard.util.x), not through `import data.fieldguard.util`:
+# regorus resolves an imported alias by evaluating the whole package it
+# names, every rule in it, even to read one rule.
 
-deny_list := util.array_or_empty(object.get(data.policy, ["network", "deny"], []))
+deny_list := data.fieldguard.util.array_or_empty(object.get(data.policy, ["network", "deny"], []))
 
 reasons contains {
 	"code": "network.blocked",
 	"message": "requests from this network are blocked",
 	"rule": sprintf("%s: %s", [entry.cidr, object.get(entry, "reason", "")]),
 } if {
-	ip := util.valid_client_ip
+	ip := data.fieldguard.util.valid_client_ip
 	some entry in deny_list
 	net.cidr_contains(entry.cidr, ip)
 }
@@ -26,8 +29,8 @@ reasons contains {
 	"code": "network.malformed_ip",
 	"message": "the client address is not a valid IP address",
 } if {
-	util.client_ip != null
-	not util.valid_client_ip
+	data.fieldguard.util.client_ip != null
+	not data.fieldguard.util.valid_client_ip
 }
 
 # Anonymous callers are counted by address; without one no quota could apply
@@ -36,6 +39,6 @@ reasons contains {
 	"code": "network.unidentified",
 	"message": "anonymous requests need a client address",
 } if {
-	not util.authenticated
-	not util.client_ip
+	not data.fieldguard.util.authenticated
+	not data.fieldguard.util.client_ip
 }

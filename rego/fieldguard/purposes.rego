@@ -5,7 +5,10 @@ package fieldguard.purposes
 
 import rego.v1
 
-import data.fieldguard.util
+# Other fieldguard packages are referred to by their full path
+# (data.fieldguard.util.x), not through `import data.fieldguard.util`:
+# regorus resolves an imported alias by evaluating the whole package it
+# names, every rule in it, even to read one rule.
 
 pur := data.policy.purposes
 
@@ -25,9 +28,9 @@ purpose_label := n if {
 
 purpose_flag(name) if purpose[name] == true
 
-purpose_tags := {t | some t in util.array_or_empty(object.get(purpose, "tags", []))}
+purpose_tags := {t | some t in data.fieldguard.util.array_or_empty(object.get(purpose, "tags", []))}
 
-purpose_mask_tags := {t | some t in util.array_or_empty(object.get(purpose, "mask", []))}
+purpose_mask_tags := {t | some t in data.fieldguard.util.array_or_empty(object.get(purpose, "mask", []))}
 
 # Why the stated purpose cannot be used by this caller. Each is a reason for
 # the plan to deny: claiming a purpose you are not entitled to is misuse, not
@@ -43,7 +46,7 @@ purpose_problems contains {
 	"message": sprintf("purpose %s requires a signed-in caller", [purpose_name]),
 } if {
 	purpose
-	not util.authenticated
+	not data.fieldguard.util.authenticated
 	not purpose_flag("anonymous")
 }
 
@@ -51,10 +54,10 @@ purpose_problems contains {
 	"code": "purpose.role",
 	"message": sprintf("purpose %s requires one of the roles %s", [purpose_name, concat(", ", sort(needed))]),
 } if {
-	util.authenticated
+	data.fieldguard.util.authenticated
 	listed := purpose.roles
-	needed := {r | some r in util.array_or_empty(listed)}
-	count(needed & util.roles) == 0
+	needed := {r | some r in data.fieldguard.util.array_or_empty(listed)}
+	count(needed & data.fieldguard.util.roles) == 0
 }
 
 purpose_ok if count(purpose_problems) == 0
