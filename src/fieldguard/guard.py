@@ -32,12 +32,9 @@ Example:
 from __future__ import annotations
 
 import enum
-import functools
-import json
-import re
 import threading
 import time
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -55,8 +52,8 @@ from fieldguard.errors import (
     StorageError,
 )
 from fieldguard.masking import MaskerRegistry
+from fieldguard.objects import Shape, TypeSpec, read_attr, read_shapes, snake_case
 from fieldguard.policies.contract import (
-    HIDDEN,
     OBJECTS_PATH,
     PLAN_PATH,
     FieldEffect,
@@ -66,23 +63,6 @@ from fieldguard.policies.contract import (
 )
 from fieldguard.policies.engine import DEFAULT_ENGINE_URL, Engine, engine_from_url
 from fieldguard.policies.source import PolicySet, load_policy_set
-
-
-@dataclass(frozen=True)
-class TypeSpec:
-    """How the objects decision sees one object type (``classification.types``).
-
-    Attributes:
-        name: the type name.
-        subject: attribute naming the data subject (for the audit trail).
-        owner: attribute compared with the caller's id (relation ``self``).
-        attrs: attributes the object rules read: the deduplication key.
-    """
-
-    name: str
-    subject: str | None = None
-    owner: str | None = None
-    attrs: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -266,106 +246,6 @@ class Guard:
         return Session(self, caller)
 
 
-def _jsonable(value: Any) -> Any:
-    if value is None or isinstance(value, str | int | float | bool):
-        return value
-    if isinstance(value, enum.Enum):
-        return _jsonable(value.value)
-    if isinstance(value, Mapping):
-        return {str(k): _jsonable(v) for k, v in value.items()}
-    if isinstance(value, list | tuple | set | frozenset):
-        items = [_jsonable(v) for v in value]
-        return sorted(items, key=repr) if isinstance(value, set | frozenset) else items
-    if hasattr(value, "__dict__"):
-        return {k: _jsonable(v) for k, v in vars(value).items() if not k.startswith("_")}
-    return str(value)
-
-
-_MISSING = object()
-
-
-@functools.lru_cache(maxsize=1024)
-def snake_case(name: str) -> str:
-    """``authorId`` → ``author_id`` (GraphQL names to Python attributes)."""
-    return re.sub(r"(?<!^)(?=[A-Z])", "_", name).lower()
-
-
-_SCALARS = (str, int, float, bool, type(None))
-
-
-def _freeze(value: Any) -> Any:
-    """A hashable stand-in for an attribute value, fast for the common case
-    (flat dicts and lists of scalars go through C: ``frozenset(d.items())``)."""
-    kind = type(value)
-    if kind in _SCALARS:
-        return value
-    if kind is dict:
-        try:  # frozenset hashes as it builds: unhashable values fall through
-            return frozenset(value.items())
-        except TypeError:
-            return tuple(sorted((str(k), _freeze(v)) for k, v in value.items()))
-    if kind is list or kind is tuple:
-        frozen = tuple(value)
-        try:
-            hash(frozen)
-        except TypeError:
-            return tuple(_freeze(v) for v in value)
-        return frozen
-    if isinstance(value, Mapping):
-        return _freeze(dict(value))
-    return ("~json", json.dumps(_jsonable(value), sort_keys=True))
-
-
-@functools.lru_cache(maxsize=4096)
-def accessor(kind: Any, name: str) -> Callable[[Any], Any]:
-    """A fast reader of attribute ``name`` on objects of class ``kind``,
-    resolved once per class (the snake_case spelling when that is the one the
-    class declares); mappings and unknown classes fall back to :func:`read_attr`.
-
-    Example:
-        >>> from dataclasses import dataclass
-        >>> @dataclass
-        ... class Post:
-        ...     author_id: str
-        >>> accessor(Post, "authorId")(Post("u1"))
-        'u1'
-    """
-    if issubclass(kind, Mapping):
-        return functools.partial(_read_mapping, name=name)
-    declared: set[str] = set()
-    for klass in kind.__mro__:
-        declared.update(getattr(klass, "__annotations__", {}))
-        declared.update(vars(klass))
-    for candidate in (name, snake_case(name)):
-        if candidate in declared:
-            return functools.partial(_read_attribute, name=candidate)
-    return functools.partial(read_attr, name=name)
-
-
-def _read_attribute(obj: Any, name: str) -> Any:
-    return getattr(obj, name, None)
-
-
-def _read_mapping(obj: Any, name: str) -> Any:
-    return read_attr(obj, name)
-
-
-def read_attr(obj: Any, name: str) -> Any:
-    """``obj[name]`` for mappings, else the attribute ``name`` or its
-    snake_case spelling (so ``authorId`` finds ``author_id``).
-
-    Example:
-        >>> class Post: author_id = "u1"
-        >>> read_attr(Post(), "authorId"), read_attr({"authorId": "u2"}, "authorId")
-        ('u1', 'u2')
-    """
-    if isinstance(obj, Mapping):
-        value = obj.get(name, _MISSING)
-        return obj.get(snake_case(name)) if value is _MISSING else value
-    value = getattr(obj, name, _MISSING)
-    return getattr(obj, snake_case(name), None) if value is _MISSING else value
-
-
 class Session:
     """All state of one request. Never share a session between requests.
 
@@ -390,7 +270,7 @@ class Session:
         self.errors: list[str] = []
         self._input: dict[str, Any] = {}
         self._lock = threading.Lock()
-        self._by_shape: dict[tuple[Any, ...], ObjectVerdict] = {}
+        self._by_shape: dict[Shape, ObjectVerdict] = {}
         self._by_object: dict[int, tuple[Any, ObjectVerdict, str | None]] = {}
         self._check_coords: dict[str, list[str]] = {}
         self._usage: Any = None
@@ -500,20 +380,6 @@ class Session:
         """True when objects of this type get per-object decisions."""
         return type_name in self.classification.types
 
-    def _shape(self, spec: TypeSpec, obj: Any) -> tuple[Any, ...]:
-        """A hashable key for the object's shape: relation + the attributes
-        the policy reads. JSON for the engine is built only for new shapes."""
-        kind: Any = type(obj)  # a class: hashable, an lru_cache key
-        subject_id = self.caller.subject.id
-        owner = accessor(kind, spec.owner)(obj) if spec.owner else None
-        relation = "self" if subject_id is not None and owner is not None and \
-            str(owner) == subject_id else "other"
-        return (spec.name, relation, *[_freeze(accessor(kind, a)(obj)) for a in spec.attrs])
-
-    def _item(self, spec: TypeSpec, obj: Any, key: tuple[Any, ...]) -> dict[str, Any]:
-        attrs = {a: _jsonable(read_attr(obj, a)) for a in spec.attrs}
-        return {"type": spec.name, "relation": key[1], "attrs": attrs}
-
     def verdicts(self, type_name: str, objs: Sequence[Any]) -> list[ObjectVerdict]:
         """Decide ``objs`` of one type in one batch (memoised per shape).
 
@@ -522,26 +388,20 @@ class Session:
                 null/hidden values (or a failed request with ``REJECT``).
         """
         spec = self.classification.types[type_name]
-        keys = [self._shape(spec, o) for o in objs]
+        shapes = read_shapes(spec, objs, self.caller.subject.id)
         by_shape = self._by_shape
-        missing: dict[tuple[Any, ...], dict[str, Any]] = {}
-        for obj, key in zip(objs, keys, strict=True):
-            if key not in by_shape and key not in missing:
-                missing[key] = self._item(spec, obj, key)
+        missing = {shape: shapes.item(spec, shape)
+                   for shape in shapes.first if shape not in by_shape}
         if missing:
             self._decide_shapes(type_name, missing)
-        subject_attr = spec.subject
-        out = []
-        for obj, key in zip(objs, keys, strict=True):
-            verdict = by_shape.get(key, HIDDEN)
-            kind: Any = type(obj)
-            subject = accessor(kind, subject_attr)(obj) if subject_attr else None
-            self._by_object[id(obj)] = (obj, verdict, None if subject is None else str(subject))
-            out.append(verdict)
+        # every shape is decided now (a failed decision raised above)
+        at = {pos: by_shape[shape] for shape, pos in shapes.first.items()}
+        out = list(map(at.__getitem__, shapes.position))
+        self._by_object.update(zip(map(id, objs), zip(objs, out, shapes.subjects, strict=True),
+                                   strict=True))
         return out
 
-    def _decide_shapes(self, type_name: str,
-                       missing: dict[tuple[Any, ...], dict[str, Any]]) -> None:
+    def _decide_shapes(self, type_name: str, missing: dict[Shape, dict[str, Any]]) -> None:
         doc = {k: v for k, v in self._input.items() if k not in ("fields", "usage")}
         doc["coordinates"] = self._check_coords.get(type_name, [])
         doc["objects"] = list(missing.values())
@@ -732,4 +592,5 @@ __all__ = [
     "Session",
     "TypeSpec",
     "read_attr",
+    "snake_case",
 ]
