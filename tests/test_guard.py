@@ -86,3 +86,26 @@ def test_classification_tags_and_attributes() -> None:
     assert cls.is_personal("User.email") and not cls.is_personal("User.handle")
     assert snake_case("authorId") == "author_id"
     assert read_attr({"author_id": 1}, "authorId") == 1
+
+
+CHECK_ALL = '''package fieldguard
+plan := {"allow": true, "outcome": "allow", "status": 200,
+         "fields": {f.coordinate: {"effect": "check"} | some f in input.fields}}
+objects := {"objects": [verdict(o) | some o in input.objects]}
+verdict(o) := {"visible": {k | some k, _ in input} == {"subject", "client", "purpose",
+                                                      "coordinates", "objects"},
+               "fields": {c: {"effect": "allow"} | some c in input.coordinates}}
+'''
+CLASSIFIED = {"policy": {"classification": {"types": {
+    "User": {"subject": "id", "owner": "id", "attrs": ["visibility"]}}}}}
+
+
+def test_objects_input_is_the_caller_coordinates_and_objects() -> None:
+    guard = Guard(policy=PolicySet.from_sources([("p.rego", CHECK_ALL)], CLASSIFIED))
+    session = guard.session(Caller(Subject("u1"), Client("203.0.113.5"), purpose="support"))
+    session.decide(Operation("graphql", "query", "Users", fields={"User.email": 1},
+                             complexity={"depth": 2}))
+    assert set(session.objects_caller()) == {"subject", "client", "purpose"}
+    [verdict] = session.verdicts("User", [{"id": "u2", "visibility": "public"}])
+    assert verdict.visible            # no operation, usage, signals or fields
+    assert verdict.effect("User.email").effect == "allow"

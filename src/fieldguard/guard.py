@@ -246,6 +246,10 @@ class Guard:
         return Session(self, caller)
 
 
+#: The parts of the plan input the objects decision also gets.
+OBJECTS_CALLER_KEYS = ("subject", "client", "purpose")
+
+
 class Session:
     """All state of one request. Never share a session between requests.
 
@@ -402,7 +406,7 @@ class Session:
         return out
 
     def _decide_shapes(self, type_name: str, missing: dict[Shape, dict[str, Any]]) -> None:
-        doc = {k: v for k, v in self._input.items() if k not in ("fields", "usage")}
+        doc = self.objects_caller()
         doc["coordinates"] = self._check_coords.get(type_name, [])
         doc["objects"] = list(missing.values())
         decision = self.guard.engine.evaluate(
@@ -421,6 +425,13 @@ class Session:
         with self._lock:
             for key, verdict in zip(missing, verdicts, strict=True):
                 self._by_shape[key] = verdict
+
+    def objects_caller(self) -> dict[str, Any]:
+        """The caller part of the objects input: ``subject``, ``client`` and
+        ``purpose`` as the plan saw them, nothing request-level (no
+        ``operation``, ``usage`` or ``signals``), so that the objects decision
+        is a function of who asks, the coordinates and the objects alone."""
+        return {k: self._input[k] for k in OBJECTS_CALLER_KEYS if k in self._input}
 
     @property
     def verdict_memo(self) -> Mapping[int, tuple[Any, ObjectVerdict, str | None]]:
