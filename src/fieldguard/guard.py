@@ -10,7 +10,10 @@ Engine calls per request: one ``plan``, plus one ``objects`` call per batch
 that contains an object *shape* (type, relation to the caller, the attributes
 the policy reads) not seen before in this request. Shapes are few (a thousand
 users with three privacy settings are a handful), so the count does not grow
-with the size of the response.
+with the size of the response. With ``Guard(verdict_cache=N)`` shapes an
+earlier request of the same caller decided under the same policy revision
+are not asked again either (see :class:`Guard`; shapes and the cache live in
+:mod:`fieldguard.objects`).
 
 Example:
     >>> from fieldguard.context import Caller, Client, Subject
@@ -32,6 +35,7 @@ Example:
 from __future__ import annotations
 
 import enum
+import logging
 import threading
 import time
 from collections.abc import Iterable, Mapping, Sequence
@@ -52,7 +56,17 @@ from fieldguard.errors import (
     StorageError,
 )
 from fieldguard.masking import MaskerRegistry
-from fieldguard.objects import Shape, TypeSpec, read_attr, read_shapes, snake_case
+from fieldguard.objects import (
+    OWNING_ENGINES,
+    Shape,
+    TypeSpec,
+    VerdictCache,
+    caller_key,
+    nondeterministic_calls,
+    read_attr,
+    read_shapes,
+    snake_case,
+)
 from fieldguard.policies.contract import (
     OBJECTS_PATH,
     PLAN_PATH,
@@ -63,6 +77,8 @@ from fieldguard.policies.contract import (
 )
 from fieldguard.policies.engine import DEFAULT_ENGINE_URL, Engine, engine_from_url
 from fieldguard.policies.source import PolicySet, load_policy_set
+
+logger = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -164,11 +180,47 @@ class Guard:
             catalogue, or None for no quotas.
         object_fail_mode: what a failed objects decision does.
         engine_options: passed to :func:`engine_from_url`.
+        verdict_cache: entries of a verdict cache shared by all sessions
+            (0, the default: none). An objects verdict is kept per (policy
+            revision, caller part of the objects input, checked coordinates
+            of the type, object shape), least recently used out first, so a
+            request asks the engine only for shapes no earlier request of the
+            same caller, coordinates and policy revision had decided, and
+            makes no objects call when every shape is cached. A hot reload
+            changes the revision, so stale verdicts are never served. The
+            cache stays off (a warning says why) while the policy serving
+            mentions a non-deterministic builtin (``time.now_ns``,
+            ``http.send``, ``rand.intn``, ``uuid.rfc4122``, ``opa.runtime``,
+            ``net.lookup_ip_addr``), and for engines that evaluate a policy
+            fieldguard does not own (``opa+http(s)://``: the server's policy
+            can change without its revision changing here) unless
+            ``verdict_cache_force``.
+        verdict_cache_force: cache verdicts even for such an engine, trusting
+            its reported revision to change with its policy.
 
     Raises:
         ConfigurationError: bad engine URL, policy that does not compile,
-            malformed classification, or a masker the policy data names but
-            nobody registered.
+            malformed classification, a masker the policy data names but
+            nobody registered, or a negative ``verdict_cache``.
+
+    Example (the second request of a caller finds its verdict in the cache):
+        >>> from fieldguard.context import Caller, Client, Subject
+        >>> rego = '''package fieldguard
+        ... plan := {"allow": true, "outcome": "allow", "status": 200,
+        ...          "fields": {f.coordinate: {"effect": "check"} | some f in input.fields}}
+        ... objects := {"objects": [{"visible": true, "fields": {}} | some _ in input.objects]}
+        ... '''
+        >>> types = {"User": {"owner": "id", "attrs": ["visibility"]}}
+        >>> policy = PolicySet.from_sources(
+        ...     [("p.rego", rego)], {"policy": {"classification": {"types": types}}})
+        >>> guard = Guard(policy=policy, verdict_cache=10_000)
+        >>> def request():
+        ...     session = guard.session(Caller(Subject("u1"), Client("203.0.113.7")))
+        ...     session.decide(Operation("graphql", "query", None, fields={"User.email": 1}))
+        ...     session.verdicts("User", [{"id": "u2", "visibility": "public"}])
+        ...     return session.engine_calls, session.objects_cached
+        >>> request(), request()  # (plan + objects, 0 cached), (plan only, 1 cached)
+        ((2, 0), (1, 1))
     """
 
     def __init__(
@@ -183,7 +235,12 @@ class Guard:
         limiter: Any = None,
         object_fail_mode: FailMode = FailMode.DENY,
         engine_options: Mapping[str, Any] | None = None,
+        verdict_cache: int = 0,
+        verdict_cache_force: bool = False,
     ) -> None:
+        if isinstance(verdict_cache, bool) or not isinstance(verdict_cache, int) or \
+                verdict_cache < 0:
+            raise ConfigurationError("verdict_cache is a number of entries (0: no cache)")
         if policy is None and isinstance(engine, str):
             policy = load_policy_set(rego_dir, data_dir)
         if isinstance(engine, str):
@@ -200,8 +257,20 @@ class Guard:
         self.limiter = limiter
         self.object_fail_mode = FailMode(object_fail_mode)
         self._policy = policy
+        #: the verdict cache shared by sessions (None: off), see ``verdict_cache``
+        self.verdict_cache: VerdictCache | None = None
+        if verdict_cache:
+            name = getattr(engine, "name", type(engine).__name__)
+            if name in OWNING_ENGINES or verdict_cache_force:
+                self.verdict_cache = VerdictCache(verdict_cache)
+                logger.info("verdict cache on: %d entries (engine %s)", verdict_cache, name)
+            else:
+                logger.warning(
+                    "verdict cache off: engine %s evaluates a policy fieldguard does not own "
+                    "(it may change behind our back); pass verdict_cache_force=True to "
+                    "trust its revision", name)
         self._class_lock = threading.Lock()
-        self._classification: tuple[str, Classification] = ("", Classification())
+        self._serving_state = _Serving("", Classification(), cacheable=False)
         self.classification()  # validate now, not on the first request
         self._check_maskers(policy)
 
@@ -232,18 +301,49 @@ class Guard:
 
     def classification(self) -> Classification:
         """The classification of the policy now serving (cached per revision)."""
+        return self._serving().classification
+
+    def verdict_cache_active(self) -> bool:
+        """True when sessions share verdicts under the policy now serving."""
+        return self._serving().cacheable
+
+    def _serving(self) -> _Serving:
+        """What sessions need of the policy now serving, worked out once per
+        revision: its classification, and whether its verdicts may be cached."""
         revision = self.engine.revision
-        cached_rev, cached = self._classification
-        if cached_rev == revision and revision:
-            return cached
+        state = self._serving_state
+        if state.revision == revision and revision:
+            return state
         with self._class_lock:
-            fresh = Classification.from_policy(self.current_policy())
-            self._classification = (revision, fresh)
-            return fresh
+            policy = self.current_policy()
+            fresh = Classification.from_policy(policy)
+            # '' names no policy; a policy other than the revision's is a reload
+            # caught half-way: neither may key cached verdicts
+            cacheable = self.verdict_cache is not None and bool(revision) and (
+                policy is None or policy.revision == revision)
+            if cacheable:
+                calls = nondeterministic_calls(policy)
+                if calls:
+                    cacheable = False
+                    logger.warning(
+                        "verdict cache off for policy %s: it uses non-deterministic builtins "
+                        "(%s), so its verdicts are not a function of their input",
+                        revision, "; ".join(calls))
+            state = _Serving(revision, fresh, cacheable)
+            if policy is None or policy.revision == revision:
+                self._serving_state = state
+            return state
 
     def session(self, caller: Caller) -> Session:
         """A new per-request session for ``caller``."""
         return Session(self, caller)
+
+
+@dataclass(frozen=True)
+class _Serving:
+    revision: str
+    classification: Classification
+    cacheable: bool
 
 
 #: The parts of the plan input the objects decision also gets.
@@ -258,18 +358,26 @@ class Session:
         plan: the plan, once :meth:`decide` ran.
         exposure: what left the API so far.
         engine_calls: evaluations made for this request.
+        objects_evaluated: object shapes the engine decided for this request.
+        objects_cached: object shapes whose verdict came from the guard's
+            verdict cache instead.
     """
 
     def __init__(self, guard: Guard, caller: Caller) -> None:
         self.guard = guard
         self.caller = caller
-        self.classification = guard.classification()
+        serving = guard._serving()
+        self.classification = serving.classification
+        self._revision = serving.revision
+        self._verdict_cache = guard.verdict_cache if serving.cacheable else None
+        self._caller_key: str | None = None
         self.plan: Plan | None = None
         self.operation: Operation | None = None
         self.exposure = Exposure()
         self.engine_calls = 0
         self.eval_ns = 0
         self.objects_evaluated = 0
+        self.objects_cached = 0
         self.decision_id: str | None = caller.request_id
         self.errors: list[str] = []
         self._input: dict[str, Any] = {}
@@ -359,6 +467,8 @@ class Session:
             if eff.effect == "check":
                 type_name = coord.split(".", 1)[0]
                 self._check_coords.setdefault(type_name, []).append(coord)
+        for coords in self._check_coords.values():
+            coords.sort()  # one order for the input and the cache key
         return plan
 
     def _refusal(self, plan: Plan) -> AccessError:
@@ -394,10 +504,20 @@ class Session:
         spec = self.classification.types[type_name]
         shapes = read_shapes(spec, objs, self.caller.subject.id)
         by_shape = self._by_shape
-        missing = {shape: shapes.item(spec, shape)
-                   for shape in shapes.first if shape not in by_shape}
-        if missing:
-            self._decide_shapes(type_name, missing)
+        new = [shape for shape in shapes.first if shape not in by_shape]
+        if new:
+            cache = self._verdict_cache
+            prefix = self._cache_prefix(type_name) if cache is not None else None
+            if cache is not None and prefix is not None:
+                hits = cache.get_many(prefix, new)
+                if hits:
+                    with self._lock:
+                        by_shape.update(hits)
+                        self.objects_cached += len(hits)
+                    new = [shape for shape in new if shape not in hits]
+            if new:
+                self._decide_shapes(
+                    type_name, {shape: shapes.item(spec, shape) for shape in new}, prefix)
         # every shape is decided now (a failed decision raised above)
         at = {pos: by_shape[shape] for shape, pos in shapes.first.items()}
         out = list(map(at.__getitem__, shapes.position))
@@ -405,7 +525,19 @@ class Session:
                                    strict=True))
         return out
 
-    def _decide_shapes(self, type_name: str, missing: dict[Shape, dict[str, Any]]) -> None:
+    def _cache_prefix(self, type_name: str) -> tuple[str, str, tuple[str, ...]] | None:
+        """The verdict cache key of this request's objects of ``type_name``
+        (all but the shape), or None when the policy changed since the
+        request began (its shapes were read under the old classification)."""
+        if self.guard.engine.revision != self._revision:
+            return None
+        key = self._caller_key
+        if key is None:
+            key = self._caller_key = caller_key(self.objects_caller())
+        return self._revision, key, tuple(self._check_coords.get(type_name, ()))
+
+    def _decide_shapes(self, type_name: str, missing: dict[Shape, dict[str, Any]],
+                       prefix: tuple[str, str, tuple[str, ...]] | None = None) -> None:
         doc = self.objects_caller()
         doc["coordinates"] = self._check_coords.get(type_name, [])
         doc["objects"] = list(missing.values())
@@ -422,9 +554,12 @@ class Session:
             with self._lock:
                 self.errors.append(exc.code)
             raise
+        decided = dict(zip(missing, verdicts, strict=True))
         with self._lock:
-            for key, verdict in zip(missing, verdicts, strict=True):
-                self._by_shape[key] = verdict
+            self._by_shape.update(decided)
+        cache = self._verdict_cache
+        if cache is not None and prefix is not None and decision.revision == prefix[0]:
+            cache.put_many(prefix, decided)
 
     def objects_caller(self) -> dict[str, Any]:
         """The caller part of the objects input: ``subject``, ``client`` and
@@ -576,6 +711,7 @@ class Session:
                 "engine_calls": self.engine_calls,
                 "timer_eval_ns": self.eval_ns,
                 "objects_evaluated": self.objects_evaluated,
+                "objects_cached": self.objects_cached,
                 "timer_request_ns": time.perf_counter_ns() - self._started,
             },
             errors=sorted(set(self.errors)),

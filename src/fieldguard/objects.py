@@ -8,9 +8,11 @@ shape get one verdict, so a request asks the engine once per new shape, not
 once per object.
 
 This module turns objects into shape keys fast (one compiled reader per type
-spec and Python class), builds the engine's view of a shape, and holds the
-:class:`VerdictCache` a :class:`~fieldguard.guard.Guard` may share between
-requests.
+spec and Python class, then C loops over each attribute of a batch), builds
+the engine's view of a shape, and holds the :class:`VerdictCache` a
+:class:`~fieldguard.guard.Guard` may share between requests: the objects input
+carries only the caller, the checked coordinates and the shapes, so under one
+deterministic policy revision a verdict depends on nothing else.
 
 Example:
     >>> from dataclasses import dataclass
@@ -34,11 +36,16 @@ import enum
 import functools
 import json
 import re
+import threading
+from collections import OrderedDict
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from itertools import chain, count, repeat
 from operator import attrgetter, itemgetter
 from typing import Any
+
+from fieldguard.policies.contract import ObjectVerdict
+from fieldguard.policies.source import PolicySet
 
 
 @dataclass(frozen=True)
@@ -356,14 +363,132 @@ def engine_item(spec: TypeSpec, key: Shape, vals: tuple[Any, ...]) -> dict[str, 
     return {"type": spec.name, "relation": key[1], "attrs": attrs}
 
 
+# -- the shared cache ----------------------------------------------------------
+
+#: Builtins whose result is not a function of the input and the policy: a
+#: policy calling any of them makes verdicts uncacheable.
+NONDETERMINISTIC_BUILTINS = (
+    "time.now_ns", "http.send", "rand.intn", "uuid.rfc4122", "opa.runtime",
+    "net.lookup_ip_addr",
+)
+_NONDETERMINISTIC = re.compile(
+    r"(?<![\w.])(" + "|".join(re.escape(b) for b in NONDETERMINISTIC_BUILTINS) + r")(?!\w)"
+)
+
+#: Engines that evaluate exactly the :class:`PolicySet` fieldguard loaded
+#: into them, so their revision names everything a decision depends on.
+OWNING_ENGINES = frozenset(("regorus", "opa-embedded"))
+
+
+def nondeterministic_calls(policy: PolicySet | None) -> list[str]:
+    """``module: builtin`` for each non-deterministic builtin the policy's
+    modules mention (comments included: a false alarm only costs the cache).
+
+    Example:
+        >>> ps = PolicySet.from_sources([("p.rego", "package p\\nt := time.now_ns()\\n")])
+        >>> nondeterministic_calls(ps)
+        ['p.rego: time.now_ns']
+    """
+    if policy is None:
+        return []
+    found: list[str] = []
+    for module in policy.modules:
+        names = sorted(set(_NONDETERMINISTIC.findall(module.text)))
+        found.extend(f"{module.path}: {n}" for n in names)
+    return found
+
+
+#: A cache key: (policy revision, caller JSON, checked coordinates, shape).
+CacheKey = tuple[str, str, tuple[str, ...], Shape]
+
+
+class VerdictCache:
+    """A bounded, thread-safe LRU map from (policy revision, caller part of
+    the objects input, checked coordinates, shape) to a verdict.
+
+    The objects decision is a pure function of that key when the policy is
+    deterministic, so a verdict found here is the one the engine would give.
+    A policy reload changes the revision: old entries are never hit again and
+    age out.
+
+    Example:
+        >>> from fieldguard.policies.contract import HIDDEN
+        >>> cache = VerdictCache(2)
+        >>> prefix = ("sha256:1", '{"subject": null}', ("User.email",))
+        >>> cache.put_many(prefix, {("User", "other", "public"): HIDDEN})
+        >>> cache.get_many(prefix, [("User", "other", "public"), ("User", "self", "public")])
+        {('User', 'other', 'public'): ObjectVerdict(visible=False, fields={})}
+    """
+
+    def __init__(self, maxsize: int) -> None:
+        if maxsize < 1:
+            raise ValueError("a verdict cache needs room for at least one entry")
+        self.maxsize = maxsize
+        self._entries: OrderedDict[CacheKey, ObjectVerdict] = OrderedDict()
+        self._lock = threading.Lock()
+        self.hits = 0
+        self.misses = 0
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def get_many(
+        self, prefix: tuple[str, str, tuple[str, ...]], shapes: Iterable[Shape]
+    ) -> dict[Shape, ObjectVerdict]:
+        """The cached verdicts of ``shapes`` under ``prefix`` (absent ones left out)."""
+        revision, caller, coords = prefix
+        found: dict[Shape, ObjectVerdict] = {}
+        entries = self._entries
+        with self._lock:
+            for shape in shapes:
+                key = (revision, caller, coords, shape)
+                verdict = entries.get(key)
+                if verdict is None:
+                    self.misses += 1
+                    continue
+                entries.move_to_end(key)
+                found[shape] = verdict
+            self.hits += len(found)
+        return found
+
+    def put_many(
+        self, prefix: tuple[str, str, tuple[str, ...]], verdicts: Mapping[Shape, ObjectVerdict]
+    ) -> None:
+        """Remember ``verdicts`` under ``prefix``, evicting the least recently used."""
+        revision, caller, coords = prefix
+        entries = self._entries
+        with self._lock:
+            for shape, verdict in verdicts.items():
+                key = (revision, caller, coords, shape)
+                entries[key] = verdict
+                entries.move_to_end(key)
+            while len(entries) > self.maxsize:
+                entries.popitem(last=False)
+
+    def clear(self) -> None:
+        """Forget every verdict."""
+        with self._lock:
+            self._entries.clear()
+
+
+def caller_key(doc: Mapping[str, Any]) -> str:
+    """The caller part of an objects input as canonical JSON (a cache key)."""
+    return json.dumps(doc, sort_keys=True, separators=(",", ":"))
+
+
 __all__ = [
+    "NONDETERMINISTIC_BUILTINS",
+    "OWNING_ENGINES",
     "Shape",
     "ShapeReader",
     "Shapes",
     "TypeSpec",
+    "VerdictCache",
+    "caller_key",
     "engine_item",
     "freeze",
     "jsonable",
+    "nondeterministic_calls",
     "read_attr",
     "read_shapes",
     "shape_reader",
