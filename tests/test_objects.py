@@ -108,6 +108,20 @@ def test_demo_users_dedupe_to_few_shapes_with_the_documented_json() -> None:
     assert shapes.item(USER, own)["attrs"]["privacy"] == me.privacy
 
 
+def test_one_object_gets_the_shape_it_has_in_a_batch() -> None:
+    # verdict_of() decides lone objects; they must hit what batches decided
+    users: list[Any] = Store.generate(users=30, posts_per_user=0).page(first=30)
+    users += [Post("u1", {"a": "x", "b": None}), Post("u1", ["x", None]), Post("u1", 3)]
+    spec = TypeSpec("User", subject="id", owner="id", attrs=("privacy", "visibility"))
+    batch = read_shapes(spec, users[:30], "u7")
+    shape_at = {pos: shape for shape, pos in batch.first.items()}
+    for i, user in enumerate(users[:30]):
+        assert list(read_shapes(spec, [user], "u7").first) == [shape_at[batch.position[i]]]
+    for post in users[30:]:
+        alone = read_shapes(POST, [post], "u1")
+        assert set(alone.first) <= set(read_shapes(POST, [post, post], "u1").first)
+
+
 def test_fallbacks_mappings_snake_case_missing_and_undeclared_attributes() -> None:
     objs: list[Any] = [
         {"authorId": "u1", "visibility": "public"},         # mapping, GraphQL name

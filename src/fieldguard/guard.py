@@ -519,10 +519,16 @@ class Session:
                 self._decide_shapes(
                     type_name, {shape: shapes.item(spec, shape) for shape in new}, prefix)
         # every shape is decided now (a failed decision raised above)
-        at = {pos: by_shape[shape] for shape, pos in shapes.first.items()}
-        out = list(map(at.__getitem__, shapes.position))
-        self._by_object.update(zip(map(id, objs), zip(objs, out, shapes.subjects, strict=True),
-                                   strict=True))
+        if len(shapes.first) == 1:  # one object, or all alike
+            out = [by_shape[next(iter(shapes.first))]] * len(objs)
+        else:
+            at = {pos: by_shape[shape] for shape, pos in shapes.first.items()}
+            out = list(map(at.__getitem__, shapes.position))
+        if len(objs) == 1:
+            self._by_object[id(objs[0])] = (objs[0], out[0], shapes.subjects[0])
+        else:
+            self._by_object.update(zip(map(id, objs), zip(objs, out, shapes.subjects,
+                                                          strict=True), strict=True))
         return out
 
     def _cache_prefix(self, type_name: str) -> tuple[str, str, tuple[str, ...]] | None:

@@ -150,10 +150,10 @@ def freeze(value: Any) -> Any:
         return value
     if kind is dict:
         values = tuple(value.values())
-        if _PLAIN.issuperset(map(type, values)) and _STR.issuperset(map(type, value)):
+        if _STR.issuperset(map(type, value)) and _all_plain(values):
             return (tuple(value), values)
     elif kind is list or kind is tuple:
-        if _PLAIN.issuperset(map(type, value)):
+        if _all_plain(value):
             return tuple(value)
     elif kind is bool or kind is int or kind is float:
         return (kind, value)
@@ -285,7 +285,7 @@ def _freeze_column(col: Sequence[Any]) -> Sequence[Any]:
     return list(map(freeze, col))
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Shapes:
     """A batch of objects of one type as the objects decision sees them.
 
@@ -315,8 +315,17 @@ def read_shapes(spec: TypeSpec, objs: Sequence[Any], caller_id: str | None) -> S
     the per-object work runs in C: reading (one ``attrgetter`` call per
     object), freezing, comparing owners, building and hashing the keys.
     """
-    if not objs:
-        return Shapes({}, [], [], [])
+    if len(objs) < 2:
+        if not objs:
+            return Shapes({}, [], [], [])
+        # one object (GraphQL resolvers ask for them one by one): no columns
+        kind: Any = type(objs[0])
+        row = shape_reader(spec, kind)(objs[0])
+        owner, subject = row[0], row[1]
+        relation = "self" if caller_id is not None and owner is not None \
+            and str(owner) == caller_id else "other"
+        key = (spec.name, relation, *[v if type(v) in _PLAIN else freeze(v) for v in row[2:]])
+        return Shapes({key: 0}, [0], [row], [None if subject is None else str(subject)])
     kinds = set(map(type, objs))
     rows: list[tuple[Any, ...]] | None = None
     if len(kinds) == 1:
@@ -331,7 +340,7 @@ def read_shapes(spec: TypeSpec, objs: Sequence[Any], caller_id: str | None) -> S
     else:
         rows = []
         for obj in objs:
-            kind: Any = type(obj)  # a class: hashable, an lru_cache key
+            kind = type(obj)  # a class: hashable, an lru_cache key
             rows.append(shape_reader(spec, kind)(obj))
     owners, subject_ids, *attrs = zip(*rows, strict=True)
     owner_ids = None if None in owners else list(map(str, owners))
