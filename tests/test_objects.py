@@ -16,6 +16,7 @@ from fieldguard.demo.data import Store
 from fieldguard.errors import ConfigurationError, EngineError
 from fieldguard.guard import Guard, Operation, Session
 from fieldguard.objects import (
+    DEFAULT_VERDICT_CACHE,
     TypeSpec,
     VerdictCache,
     engine_item,
@@ -249,11 +250,16 @@ def test_a_cached_shape_skips_the_engine() -> None:
     assert (third.engine_calls, third.objects_evaluated, third.objects_cached) == (2, 1, 4)
 
 
-def test_off_by_default() -> None:
+def test_on_by_default_for_embedded_engines_and_can_be_turned_off() -> None:
     guard = Guard(policy=policy())
-    assert guard.verdict_cache is None and not guard.verdict_cache_active()
+    assert guard.verdict_cache is not None and guard.verdict_cache_active()
+    assert guard.verdict_cache.maxsize == DEFAULT_VERDICT_CACHE
     request(guard)
-    session, _ = request(guard)
+    assert request(guard)[0].engine_calls == 1
+    off = Guard(policy=policy(), verdict_cache=0)
+    assert off.verdict_cache is None and not off.verdict_cache_active()
+    request(off)
+    session, _ = request(off)
     assert (session.engine_calls, session.objects_cached) == (2, 0)
     with pytest.raises(ConfigurationError, match="verdict_cache"):
         Guard(policy=policy(), verdict_cache=-1)
@@ -342,6 +348,9 @@ def test_opa_http_engines_do_not_cache_unless_forced(caplog: pytest.LogCaptureFi
         request(guard)
         assert request(guard)[0].engine_calls == 2
         guard.engine.close()
+        default = Guard(opa.engine_url, policy=policy())  # off, without a warning
+        assert default.verdict_cache is None
+        default.engine.close()
 
         forced = Guard(opa.engine_url, policy=policy(), verdict_cache=100,
                        verdict_cache_force=True)

@@ -10,10 +10,10 @@ Engine calls per request: one ``plan``, plus one ``objects`` call per batch
 that contains an object *shape* (type, relation to the caller, the attributes
 the policy reads) not seen before in this request. Shapes are few (a thousand
 users with three privacy settings are a handful), so the count does not grow
-with the size of the response. With ``Guard(verdict_cache=N)`` shapes an
-earlier request of the same caller decided under the same policy revision
-are not asked again either (see :class:`Guard`; shapes and the cache live in
-:mod:`fieldguard.objects`).
+with the size of the response. On the embedded engines, shapes an earlier
+request of the same caller decided under the same policy revision are not
+asked again either: a verdict cache, on by default there (``verdict_cache``
+in :class:`Guard`; shapes and the cache live in :mod:`fieldguard.objects`).
 
 Example:
     >>> from fieldguard.context import Caller, Client, Subject
@@ -57,6 +57,7 @@ from fieldguard.errors import (
 )
 from fieldguard.masking import MaskerRegistry
 from fieldguard.objects import (
+    DEFAULT_VERDICT_CACHE,
     OWNING_ENGINES,
     Shape,
     TypeSpec,
@@ -180,10 +181,13 @@ class Guard:
             catalogue, or None for no quotas.
         object_fail_mode: what a failed objects decision does.
         engine_options: passed to :func:`engine_from_url`.
-        verdict_cache: entries of a verdict cache shared by all sessions
-            (0, the default: none). An objects verdict is kept per (policy
-            revision, caller part of the objects input, checked coordinates
-            of the type, object shape), least recently used out first, so a
+        verdict_cache: entries of a verdict cache shared by all sessions;
+            0 for none. By default (None) engines that evaluate a policy
+            fieldguard owns (``regorus://``, ``opa-embedded://``) get
+            :data:`~fieldguard.objects.DEFAULT_VERDICT_CACHE` entries and
+            others none. An objects verdict is kept per (policy revision,
+            caller part of the objects input, checked coordinates of the
+            type, object shape), least recently used out first, so a
             request asks the engine only for shapes no earlier request of the
             same caller, coordinates and policy revision had decided, and
             makes no objects call when every shape is cached. A hot reload
@@ -235,11 +239,12 @@ class Guard:
         limiter: Any = None,
         object_fail_mode: FailMode = FailMode.DENY,
         engine_options: Mapping[str, Any] | None = None,
-        verdict_cache: int = 0,
+        verdict_cache: int | None = None,
         verdict_cache_force: bool = False,
     ) -> None:
-        if isinstance(verdict_cache, bool) or not isinstance(verdict_cache, int) or \
-                verdict_cache < 0:
+        if verdict_cache is not None and (
+                isinstance(verdict_cache, bool) or not isinstance(verdict_cache, int) or
+                verdict_cache < 0):
             raise ConfigurationError("verdict_cache is a number of entries (0: no cache)")
         if policy is None and isinstance(engine, str):
             policy = load_policy_set(rego_dir, data_dir)
@@ -259,8 +264,10 @@ class Guard:
         self._policy = policy
         #: the verdict cache shared by sessions (None: off), see ``verdict_cache``
         self.verdict_cache: VerdictCache | None = None
+        name = getattr(engine, "name", type(engine).__name__)
+        if verdict_cache is None:  # the default: on where fieldguard owns the policy
+            verdict_cache = DEFAULT_VERDICT_CACHE if name in OWNING_ENGINES else 0
         if verdict_cache:
-            name = getattr(engine, "name", type(engine).__name__)
             if name in OWNING_ENGINES or verdict_cache_force:
                 self.verdict_cache = VerdictCache(verdict_cache)
                 logger.info("verdict cache on: %d entries (engine %s)", verdict_cache, name)

@@ -388,6 +388,10 @@ _NONDETERMINISTIC = re.compile(
 #: into them, so their revision names everything a decision depends on.
 OWNING_ENGINES = frozenset(("regorus", "opa-embedded"))
 
+#: Verdict cache entries a Guard on an owning engine gets by default (a few
+#: MB at most: an entry is a shape key and a small verdict).
+DEFAULT_VERDICT_CACHE = 10_000
+
 
 def nondeterministic_calls(policy: PolicySet | None) -> list[str]:
     """``module: builtin`` for each non-deterministic builtin the policy's

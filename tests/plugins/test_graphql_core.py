@@ -44,7 +44,9 @@ def test_engine_calls_do_not_grow_with_the_response(shipped: PolicySet, size: in
 
 def test_nested_lists_reuse_shapes(shipped: PolicySet) -> None:
     sink = MemorySink()
-    guard = Guard(policy=with_caps(shipped, max_page_size=20000, max_cost=10**9), audit=sink)
+    # no verdict cache: this is about the per-request memo
+    guard = Guard(policy=with_caps(shipped, max_page_size=20000, max_cost=10**9), audit=sink,
+                  verdict_cache=0)
     gg = GraphQLGuard(guard, build_sdl_schema(), caller=caller_of)
     calls = []
     for size in (20, 400):
