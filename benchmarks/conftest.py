@@ -74,8 +74,17 @@ def bench_policy() -> PolicySet:
 
 @pytest.fixture(scope="session")
 def regorus_guard(bench_policy: PolicySet) -> Guard:
-    """Embedded engine (regorus), audit to memory."""
+    """Embedded engine (regorus), audit to memory, default configuration
+    (the verdict cache is on: after the first request, the objects decision
+    of a repeated page comes from it and the engine is called once)."""
     return Guard(policy=bench_policy, audit=MemorySink())
+
+
+@pytest.fixture(scope="session")
+def regorus_guard_uncached(bench_policy: PolicySet) -> Guard:
+    """As ``regorus_guard`` without the verdict cache: every request asks
+    the engine for the plan and for its object shapes (two calls)."""
+    return Guard(policy=bench_policy, audit=MemorySink(), verdict_cache=0)
 
 
 @pytest.fixture(scope="session")
@@ -155,6 +164,7 @@ class Entry:
     objects: int
     engine_calls: int | None = None
     rounds: int = 0
+    min_s: float = 0.0
 
 
 @dataclass
@@ -173,15 +183,19 @@ class Results:
         if stats is None:  # --benchmark-disable (the project's default addopts)
             return
         inner = stats.stats
-        self.entries[name] = Entry(inner.median, objects, engine_calls, inner.rounds)
+        self.entries[name] = Entry(inner.median, objects, engine_calls, inner.rounds, inner.min)
 
-    def median(self, name: str) -> float | None:
+    def stat(self, name: str, which: str = "median") -> float | None:
+        """The median (or ``which="min"``) of ``name``, in seconds."""
         entry = self.entries.get(name)
-        return entry.median_s if entry else None
+        if entry is None:
+            return None
+        return entry.min_s if which == "min" else entry.median_s
 
-    def per_object(self, name: str) -> float | None:
+    def per_object(self, name: str, which: str = "median") -> float | None:
         entry = self.entries.get(name)
-        return entry.median_s / entry.objects if entry and entry.objects else None
+        value = self.stat(name, which)
+        return value / entry.objects if entry and entry.objects and value else None
 
 
 _RESULTS = pytest.StashKey[Results]()
@@ -204,8 +218,12 @@ RATIOS: tuple[tuple[str, str, str, str], ...] = (
     ("strawberry guarded / unguarded", "strawberry-guarded", "strawberry-unguarded", "same"),
     ("strawberry guarded (support, no denials) / unguarded", "strawberry-guarded-support",
      "strawberry-unguarded", "same"),
+    ("strawberry guarded, no verdict cache / unguarded", "strawberry-guarded-uncached",
+     "strawberry-unguarded", "same"),
     ("graphql-core guarded / unguarded", "graphql-core-guarded", "graphql-core-unguarded",
      "same"),
+    ("graphql-core guarded, no verdict cache / unguarded", "graphql-core-guarded-uncached",
+     "graphql-core-unguarded", "same"),
     ("graphql-core guarded (support, no denials) / unguarded", "graphql-core-guarded-support",
      "graphql-core-unguarded", "same"),
     ("naive regorus / guarded (strawberry)", "strawberry-naive-regorus",
@@ -233,19 +251,23 @@ def pytest_terminal_summary(terminalreporter: Any, exitstatus: int,
     if results is None or not results.entries:
         return
     tr = terminalreporter
-    tr.section("fieldguard GraphQL cost (medians, this run)")
-    tr.write_line(f"{'benchmark':44} {'median':>13} {'objects':>8} {'per object':>12}"
+    tr.section("fieldguard GraphQL cost (this run)")
+    tr.write_line(f"{'benchmark':44} {'median':>13} {'min':>13} {'objects':>8} {'per object':>12}"
                   f" {'engine calls':>13} {'rounds':>7}")
     for name, e in results.entries.items():
         calls = "" if e.engine_calls is None else str(e.engine_calls)
-        tr.write_line(f"{name:44} {_ms(e.median_s)} {e.objects:8d} "
+        tr.write_line(f"{name:44} {_ms(e.median_s)} {_ms(e.min_s)} {e.objects:8d} "
                       f"{e.median_s / e.objects * 1e6:9.1f} us {calls:>13} {e.rounds:7d}")
     tr.write_line("")
+    tr.write_line(f"{'ratio':78}   {'median':>8}  {'min':>8}")
     for label, num, den, how in RATIOS:
-        if how == "per-object":
-            a, b = results.per_object(num), results.per_object(den)
-        else:
-            a, b = results.median(num), results.median(den)
-        if a is None or b is None:
+        pair = []
+        for which in ("median", "min"):
+            if how == "per-object":
+                a, b = results.per_object(num, which), results.per_object(den, which)
+            else:
+                a, b = results.stat(num, which), results.stat(den, which)
+            pair.append(None if a is None or b is None else a / b)
+        if pair[0] is None or pair[1] is None:
             continue
-        tr.write_line(f"{label:78} = {a / b:7.2f}x")
+        tr.write_line(f"{label:78} = {pair[0]:7.2f}x  {pair[1]:7.2f}x")

@@ -3,11 +3,14 @@ classified and object-checked by each user's privacy settings.
 
 Groups (one per integration, so pytest-benchmark compares inside each):
 
-* ``strawberry``: unguarded; guarded (``StrawberryGuard``); guarded as a
-  support agent (masks, no denials); naive per-field regorus.
+* ``strawberry``: unguarded; guarded (``StrawberryGuard``, default
+  configuration: the verdict cache answers the repeated page's objects
+  decision, one engine call per request); guarded without the verdict cache
+  (two engine calls per request: the cost for a caller's first page);
+  guarded as a support agent (masks, no denials); naive per-field regorus.
 * ``graphql-core``: unguarded (parse + validate + execute, what
   ``graphql_sync`` does) vs guarded (``GraphQLGuard.execute_sync``, which
-  does the same parse and validate).
+  does the same parse and validate), with and without the verdict cache.
 * ``strawberry-opa-http``: the same through OPA's REST API (fixture server,
   OPA's own engine): guarded at 1,000 and 50 users, naive at 50 users.
 
@@ -150,6 +153,17 @@ def test_strawberry_guarded(benchmark: Any, worlds: Callable[[int], World],
 
 
 @pytest.mark.benchmark(group="strawberry", min_rounds=10)
+def test_strawberry_guarded_uncached(benchmark: Any, worlds: Callable[[int], World],
+                                     regorus_guard_uncached: Guard, results: Results) -> None:
+    guard = regorus_guard_uncached
+    schema = build_schema([StrawberryGuard(guard, caller=caller_of).extension])
+    check_guarded(benchmark(strawberry_runner(schema, worlds(USERS), USERS)), USERS)
+    calls = last_engine_calls(guard)
+    assert calls == 2  # the plan, and one objects batch for every shape on the page
+    results.record("strawberry-guarded-uncached", benchmark, objects=USERS, engine_calls=calls)
+
+
+@pytest.mark.benchmark(group="strawberry", min_rounds=10)
 def test_strawberry_guarded_support(benchmark: Any, worlds: Callable[[int], World],
                                     regorus_guard: Guard, results: Results) -> None:
     """Every user visible, contact data masked, no denial: the enforcement
@@ -210,6 +224,16 @@ def test_graphql_core_guarded(benchmark: Any, stores: Callable[[int], Store],
     calls = last_engine_calls(regorus_guard)
     assert calls <= 3
     results.record("graphql-core-guarded", benchmark, objects=USERS, engine_calls=calls)
+
+
+@pytest.mark.benchmark(group="graphql-core", min_rounds=10)
+def test_graphql_core_guarded_uncached(benchmark: Any, stores: Callable[[int], Store],
+                                       regorus_guard_uncached: Guard, results: Results) -> None:
+    guard = regorus_guard_uncached
+    check_guarded(_graphql_core_guarded(benchmark, stores(USERS), guard, CALLER), USERS)
+    calls = last_engine_calls(guard)
+    assert calls == 2
+    results.record("graphql-core-guarded-uncached", benchmark, objects=USERS, engine_calls=calls)
 
 
 @pytest.mark.benchmark(group="graphql-core", min_rounds=10)
