@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
+import pytest
 import strawberry
 from strawberry.dataloader import DataLoader
 from strawberry.types import Info
@@ -75,8 +76,9 @@ def test_dataloader_batches_and_is_guarded(guard: Guard, store: Store) -> None:
     assert r.data["friends"][1]["email"] is None  # u6 shares email with nobody
 
 
-def test_subscription_events_are_guarded(guard: Guard, store: Store) -> None:
-    schema = _schema(guard)
+def test_subscription_events_are_guarded(guard: Guard, sink: MemorySink,
+                                        store: Store) -> None:
+    schema = _schema(guard)  # a fresh schema: its first operation is a subscription
 
     async def run() -> list[Any]:
         stream = await schema.subscribe("subscription { profiles(first: 2) { id email } }",
@@ -86,6 +88,24 @@ def test_subscription_events_are_guarded(guard: Guard, store: Store) -> None:
     events = asyncio.run(run())
     assert [e.data["profiles"]["id"] for e in events] == ["u1", "u2"]
     assert all(e.data["profiles"]["email"] is None for e in events)
+    # each event carries the errors of what it withheld
+    assert all([err.extensions["code"] for err in e.errors] == ["FORBIDDEN"] for e in events)
+    # and the stream is audited once, when it ends
+    assert len(sink.records) == 1
+    assert sink.records[0].exposure["withheld"]["User.email"] == 2
+
+
+def test_an_operation_run_outside_the_guarded_executor_releases_nothing(
+        guard: Guard, sink: MemorySink, store: Store, monkeypatch: pytest.MonkeyPatch) -> None:
+    import fieldguard.plugins.strawberry as plugin
+
+    monkeypatch.setattr(plugin, "_install_executor", lambda schema: None)
+    schema = _schema(guard)  # the executor is never installed: no table is ever asked
+    r = schema.execute_sync("{ users(first: 3) { id email } }",
+                            context_value=DemoContext(caller(USER), World(store)))
+    assert r.data is None
+    assert [e.extensions["code"] for e in r.errors or []] == ["POLICY_UNDEFINED"]
+    assert sink.records[-1].outcome == "error"  # audited as an error, not as a release
 
 
 def test_each_request_gets_its_own_extension(guard: Guard, store: Store) -> None:
