@@ -217,14 +217,12 @@ def shape_reader(spec: TypeSpec, kind: type[Any]) -> ShapeReader:
     them reads None. Mappings and names the class does not declare go through
     :func:`read_attr` (the name, then its snake_case spelling, else None).
 
-    Example:
-        >>> from dataclasses import dataclass
-        >>> @dataclass
-        ... class Post:
-        ...     author_id: str
-        ...     visibility: str
-        >>> spec = TypeSpec("Post", subject="authorId", owner="authorId", attrs=("visibility",))
-        >>> shape_reader(spec, Post)(Post("u1", "public"))
+    Example (owner, subject, then the attributes):
+        >>> from collections import namedtuple
+        >>> Comment = namedtuple("Comment", "author_id visibility")
+        >>> spec = TypeSpec("Comment", subject="authorId", owner="authorId",
+        ...                 attrs=("visibility",))
+        >>> shape_reader(spec, Comment)(Comment("u1", "public"))
         ('u1', 'u1', 'public')
         >>> shape_reader(spec, dict)({"authorId": "u2"})
         ('u2', 'u2', None)

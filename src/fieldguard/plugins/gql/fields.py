@@ -127,39 +127,32 @@ def masking(enforcer: FieldEnforcer, spec: FieldSpec, mask: str,
     ``per_object``: the data subject is noted once per object by the
     enforcer (verdict tables), not per value.
     """
-    own, masker, key = spec.resolver, enforcer.maskers.get(mask), (spec.coord, "mask")
-    counts = enforcer.counts
+    return _counted(enforcer, spec, "mask", mask, per_object)
+
+
+def releasing(enforcer: FieldEnforcer, spec: FieldSpec) -> Resolver:
+    """Release personal data as is, counting each value for the audit."""
+    return _counted(enforcer, spec, "allow", None, False)
+
+
+def _counted(enforcer: FieldEnforcer, spec: FieldSpec, kind: str, mask: str | None,
+             per_object: bool) -> Resolver:
+    own, key, counts = spec.resolver, (spec.coord, kind), enforcer.counts
+    masker = enforcer.maskers.get(mask) if mask is not None else None
     subject_type = None if per_object else spec.subject_type
 
-    def masked(root: Any, info: Info, **args: Any) -> Any:
+    def counted(root: Any, info: Info, **args: Any) -> Any:
         value = own(root, info, **args)
         if type(value) not in PLAIN:
             return enforcer.finish(spec, value, info, mask, root)
-        if value is not None:
+        if masker is not None and value is not None:
             value = masker(value)
         counts[key] = counts.get(key, 0) + 1
         if subject_type is not None:
             enforcer.note_subject(subject_type, root)
         return value
 
-    return masked
-
-
-def releasing(enforcer: FieldEnforcer, spec: FieldSpec) -> Resolver:
-    """Release personal data as is, counting each value for the audit."""
-    own, key, counts = spec.resolver, (spec.coord, "allow"), enforcer.counts
-    subject_type = spec.subject_type
-
-    def release(root: Any, info: Info, **args: Any) -> Any:
-        value = own(root, info, **args)
-        if type(value) not in PLAIN:
-            return enforcer.finish(spec, value, info, None, root)
-        counts[key] = counts.get(key, 0) + 1
-        if subject_type is not None:
-            enforcer.note_subject(subject_type, root)
-        return value
-
-    return release
+    return counted
 
 
 def checking(enforcer: FieldEnforcer, spec: FieldSpec) -> Resolver:
