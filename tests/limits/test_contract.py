@@ -137,6 +137,64 @@ def test_settling_a_refused_reservation_charges_the_exposure(limiter: Limiter) -
     assert limiter.settle(refused, Exposure(records=1)).counters[0].used == 1
 
 
+@pytest.mark.parametrize("quota", ["records_day", "cost_hour"])
+def test_release_gives_back_a_pending_reservation(limiter: Limiter, quota: str) -> None:
+    scope, key = ("subject", "u7") if quota == "records_day" else ("app", "partner-x")
+    c = [charge(quota, scope, key, 10), charge("requests_minute", "subject", "u7", 5)]
+    measure = CATALOGUE["quotas"][quota]["measure"]
+    reservation = limiter.admit(c, {measure: 10, "requests": 1})
+    assert reservation.admitted
+    assert not limiter.admit(c, {measure: 1, "requests": 1}).admitted
+    released = limiter.release(reservation, keys=KEYS)
+    assert [s.used for s in released.counters] == [0, 0]
+    usage = limiter.read(KEYS)
+    assert usage.used(scope, quota) == 0 and usage.used("subject", "requests_minute") == 0
+    # Releasing records no behavioural signal: the request never happened.
+    assert usage.signals["request_rate_minute"] == 0
+    assert limiter.admit(c, {measure: 10, "requests": 1}).admitted
+
+
+def test_release_of_a_refused_reservation_changes_nothing(limiter: Limiter) -> None:
+    c = [charge("records_day", "subject", "u7", 5)]
+    limiter.charge(c, Exposure(records=4))
+    refused = limiter.admit(c, 3)
+    assert not refused.admitted
+    assert limiter.release(refused).counters[0].used == 4
+    assert limiter.read(KEYS).used("subject", "records_day") == 4
+
+
+@pytest.mark.parametrize(("reserved", "actual"), [(10, 3), (10, 10), (0, 4), (2, 7)])
+def test_released_settlement_refunds_exactly_what_it_counted(
+    limiter: Limiter, reserved: int, actual: int
+) -> None:
+    """``settle(...).held`` can be released: a response dropped after its
+    charge (say, the audit sink failed) costs nothing, whether the request
+    exposed less than, as much as or more than it reserved — and another
+    request's entries in the same window are left alone."""
+    c = [charge("records_day", "subject", "u7", 50), charge("cost_hour", "app", "partner-x", 50)]
+    other = limiter.admit(c, {"records": 5, "cost": 5})
+    limiter.settle(other, Exposure(records=5, cost=5))
+    mine = limiter.admit(c, {"records": reserved, "cost": reserved})
+    settled = limiter.settle(mine, Exposure(records=actual, cost=actual), keys=KEYS)
+    assert [s.used for s in settled.counters] == [5 + actual, 5 + actual]
+    assert settled.held is not None and settled.held.amounts == (actual, actual)  # type: ignore[attr-defined]
+    released = limiter.release(settled.held, keys=KEYS)
+    assert [s.used for s in released.counters] == [5, 5]
+    usage = limiter.read(KEYS)
+    assert usage.used("subject", "records_day") == 5 and usage.used("app", "partner-x") == 0
+    assert usage.used("app", "cost_hour") == 5
+
+
+async def test_async_release(limiter: Limiter) -> None:
+    c = [charge("records_day", "subject", "u7", 10)]
+    reservation = await limiter.aadmit(c, 8)
+    settled = await limiter.asettle(reservation, Exposure(records=2))
+    assert settled.counters[0].used == 2 and settled.held is not None
+    assert (await limiter.arelease(settled.held)).counters[0].used == 0
+    assert (await limiter.arelease(await limiter.aadmit(c, 4))).counters[0].used == 0
+    await limiter.aclose()
+
+
 def test_moving_window_entries_expire(make_limiter: LimiterFactory) -> None:
     catalogue = {"quotas": {"burst": {"measure": "requests", "window_seconds": 1}}}
     limiter = make_limiter(catalogue)

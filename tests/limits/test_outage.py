@@ -67,6 +67,20 @@ def test_fail_open_quotas_degrade_for_authenticated_callers(own_redis: RedisServ
     reservation = limiter.admit([COST], 10, keys=USER)
     assert reservation.admitted and reservation.degraded
     assert limiter.settle(reservation, Exposure(cost=10), keys=USER).degraded
+    assert limiter.release(reservation, keys=USER).degraded
+    limiter.close()
+
+
+def test_release_during_an_outage_fails_closed(own_redis: RedisServer) -> None:
+    """A reservation that cannot be given back stays counted (until its window
+    ends): an outage never turns into more room."""
+    limiter = Limiter.from_url(own_redis.url, quotas=CATALOGUE)
+    reservation = limiter.admit([RECORDS], 50, keys=USER)
+    assert reservation.admitted
+    own_redis.stop()
+    with pytest.raises(StorageError) as err:
+        limiter.release(reservation, keys=USER)
+    _assert_storage_error(err)
     limiter.close()
 
 

@@ -1,9 +1,12 @@
 """The limiter: read usage before the plan, reserve, charge after the response.
 
-One request touches storage at most twice — one :meth:`Limiter.read` and one
-:meth:`Limiter.charge` (or :meth:`Limiter.admit` + :meth:`Limiter.settle`
-when the caller reserves before executing) — whatever the number of quotas,
-scopes and signals: each call is one :class:`~fieldguard.limits.backend.Batch`.
+Each limiter call is one :class:`~fieldguard.limits.backend.Batch`, so one
+storage round trip whatever the number of quotas, scopes and signals. A
+request makes two (:meth:`Limiter.read`, then :meth:`Limiter.charge`) or,
+when it reserves before executing as :class:`fieldguard.guard.Session` does,
+three (:meth:`Limiter.read`, :meth:`Limiter.admit`, :meth:`Limiter.settle`;
+a request that fails after :meth:`Limiter.admit` makes a
+:meth:`Limiter.release` instead of the settle).
 
 **Read-then-charge is racy by design.** The plan decides from usage read
 *before* the request and the charge lands *after* it, so N concurrent requests
@@ -20,6 +23,8 @@ can all read ``used < limit`` and all be served: over-admission up to
 * :meth:`Limiter.settle` then records the difference between the actual
   exposure and the reservation (refunding the unused part), so a reservation
   of ``first: 100`` that returned 3 records costs 3.
+* :meth:`Limiter.release` gives a reservation back when its request failed,
+  or what a settle counted when the response was dropped afterwards.
 
 Fail modes: when storage is down, the operation raises
 :class:`~fieldguard.errors.StorageError` unless the caller is authenticated
@@ -64,7 +69,7 @@ from fieldguard.limits.backend import (
     ProbeRead,
     backend_from_url,
 )
-from fieldguard.limits.catalogue import Catalogue, FailMode, Quota
+from fieldguard.limits.catalogue import Catalogue, FailMode, Quota, Strategy
 from fieldguard.limits.keys import QuotaKeys, storage_safe
 from fieldguard.limits.model import (
     PLAN_PATH,
@@ -211,8 +216,6 @@ class Limiter:
     def _signal_counter(
         principal: tuple[str, str], name: str, window: int, action: Action, amount: int
     ) -> CounterOp:
-        from fieldguard.limits.catalogue import Strategy
-
         # Signals have no limit, so an O(1) sliding window counter fits.
         return CounterOp(
             signal_key(principal, name), Strategy.SLIDING_WINDOW_COUNTER, action, window, 0, amount
@@ -575,31 +578,52 @@ class Limiter:
         return self._reservation(parsed, amounts, result)
 
     def _settle_batch(
-        self, reservation: Reservation, exposure: Exposure, keys: QuotaKeys | None
-    ) -> tuple[Batch, tuple[tuple[Charge, Quota], ...], list[int]]:
+        self,
+        reservation: Reservation,
+        exposure: Exposure,
+        keys: QuotaKeys | None,
+        signals: bool = True,
+    ) -> _Settlement:
         if not isinstance(reservation, _Reserved):
-            raise TypeError("settle() takes a Reservation returned by admit()")
+            raise TypeError("settle() takes a Reservation returned by admit() or settle()")
         parsed = reservation.parsed
         reserved = reservation.amounts if reservation.admitted else tuple(0 for _ in parsed)
         tokens = reservation.token.split("|") if reservation.token else [""] * len(parsed)
         ops: list[Op] = []
+        slots: list[int] = []
         actual = [exposure.amount(q.measure) for _, q in parsed]
         for (c, q), got, held, token in zip(parsed, actual, reserved, tokens, strict=True):
-            delta = got - held
-            action = Action.ADD if delta >= 0 else Action.SUB
-            ops.append(
-                CounterOp(
-                    counter_key(c.scope, c.key, q.name),
-                    q.strategy,
-                    action,
-                    q.window_seconds,
-                    c.limit,
-                    abs(delta),
-                    token,
-                )
-            )
-        ops += self._signal_ops(self._principal(keys, parsed), exposure)
-        return Batch(self.clock(), tuple(ops)), parsed, actual
+            key = counter_key(c.scope, c.key, q.name)
+            if q.strategy is Strategy.MOVING_WINDOW and 0 < held < got:
+                # More than reserved: give the reserved entries back and write
+                # the whole exposure anew, so that what stays counted carries
+                # one token (and can itself be refunded exactly).
+                ops.append(CounterOp(key, q.strategy, Action.SUB, q.window_seconds, c.limit,
+                                     held, token))
+                ops.append(CounterOp(key, q.strategy, Action.ADD, q.window_seconds, c.limit,
+                                     got))
+            else:
+                delta = got - held
+                action = Action.ADD if delta >= 0 else Action.SUB
+                ops.append(CounterOp(key, q.strategy, action, q.window_seconds, c.limit,
+                                     abs(delta), token))
+            slots.append(len(ops) - 1)
+        if signals:
+            ops += self._signal_ops(self._principal(keys, parsed), exposure)
+        return _Settlement(Batch(self.clock(), tuple(ops)), parsed, actual, slots, tokens)
+
+    def _settled(self, plan: _Settlement, result: BatchResult) -> ChargeResult:
+        results = [result.results[i] for i in plan.slots]
+        states = self._states(plan.parsed, plan.actual, results, True)
+        held_tokens = []
+        for i, token in zip(plan.slots, plan.tokens, strict=True):
+            op, res = plan.batch.ops[i], result.results[i]
+            wrote = isinstance(op, CounterOp) and op.action is Action.ADD and op.amount > 0
+            fresh = res.token if wrote and isinstance(res, CounterResult) else ""
+            held_tokens.append(fresh or token)
+        held = _Reserved(True, states, "|".join(held_tokens), False, plan.parsed,
+                         tuple(plan.actual))
+        return ChargeResult(states, held=held)
 
     def settle(
         self, reservation: Reservation, exposure: Exposure, *, keys: QuotaKeys | None = None
@@ -610,32 +634,87 @@ class Limiter:
         unused part of the reservation back; signals are recorded as in
         :meth:`charge`. Settling a refused reservation charges the full
         exposure. ``settle(reservation, Exposure(requests=0))`` releases a
-        reservation whose request failed.
+        reservation whose request failed (see :meth:`release`). The result's
+        ``held`` is what the counters now hold for the request, itself a
+        reservation: settle (or release) it to adjust the charge again.
 
         Raises:
             StorageError: storage is down and a charged quota fails closed.
+
+        Example (reserve a page of 100, release 3, then take those 3 back):
+            >>> lim = Limiter.from_url("memory://", quotas={
+            ...     "quotas": {"records_day": {"measure": "records", "window_seconds": 86400}}})
+            >>> c = [{"quota": "records_day", "scope": "subject", "key": "u7", "limit": 600,
+            ...       "measure": "records", "window_seconds": 86400}]
+            >>> reservation = lim.admit(c, {"records": 100})
+            >>> reservation.counters[0].used
+            100
+            >>> settled = lim.settle(reservation, Exposure(records=3))
+            >>> settled.counters[0].used
+            3
+            >>> lim.release(settled.held).counters[0].used
+            0
+            >>> lim.close()
         """
-        batch, parsed, actual = self._settle_batch(reservation, exposure, keys)
+        plan = self._settle_batch(reservation, exposure, keys)
         try:
-            result = self.backend.execute(batch)
+            result = self.backend.execute(plan.batch)
         except StorageError:
-            if reservation.degraded or self._fails_open(keys, parsed):
+            if reservation.degraded or self._fails_open(keys, plan.parsed):
                 return ChargeResult(degraded=True)
             raise
-        return ChargeResult(self._states(parsed, actual, result.results, True))
+        return self._settled(plan, result)
 
     async def asettle(
         self, reservation: Reservation, exposure: Exposure, *, keys: QuotaKeys | None = None
     ) -> ChargeResult:
         """Async :meth:`settle`."""
-        batch, parsed, actual = self._settle_batch(reservation, exposure, keys)
+        plan = self._settle_batch(reservation, exposure, keys)
         try:
-            result = await self.backend.aexecute(batch)
+            result = await self.backend.aexecute(plan.batch)
         except StorageError:
-            if reservation.degraded or self._fails_open(keys, parsed):
+            if reservation.degraded or self._fails_open(keys, plan.parsed):
                 return ChargeResult(degraded=True)
             raise
-        return ChargeResult(self._states(parsed, actual, result.results, True))
+        return self._settled(plan, result)
+
+    def release(
+        self, reservation: Reservation, *, keys: QuotaKeys | None = None
+    ) -> ChargeResult:
+        """Give back everything ``reservation`` holds, in one round trip: the
+        request failed and nothing of it left the API.
+
+        ``reservation`` is what :meth:`admit` returned (not yet settled) or
+        the ``held`` of a :meth:`settle` result (the response was dropped
+        after the charge, e.g. because the audit sink failed). Like
+        ``settle(reservation, Exposure(requests=0))`` but without touching
+        the behavioural signals. A refused reservation holds nothing.
+
+        Raises:
+            StorageError: storage is down and a quota fails closed; the
+                reservation then stays counted until its window ends.
+        """
+        plan = self._settle_batch(reservation, Exposure(requests=0), keys, signals=False)
+        try:
+            result = self.backend.execute(plan.batch)
+        except StorageError:
+            if reservation.degraded or self._fails_open(keys, plan.parsed):
+                return ChargeResult(degraded=True)
+            raise
+        return self._settled(plan, result)
+
+    async def arelease(
+        self, reservation: Reservation, *, keys: QuotaKeys | None = None
+    ) -> ChargeResult:
+        """Async :meth:`release`."""
+        plan = self._settle_batch(reservation, Exposure(requests=0), keys, signals=False)
+        try:
+            result = await self.backend.aexecute(plan.batch)
+        except StorageError:
+            if reservation.degraded or self._fails_open(keys, plan.parsed):
+                return ChargeResult(degraded=True)
+            raise
+        return self._settled(plan, result)
 
     # -- lifecycle -----------------------------------------------------
 
@@ -668,3 +747,14 @@ class _Reserved(Reservation):
 
     parsed: tuple[tuple[Charge, Quota], ...] = ()
     amounts: tuple[int, ...] = ()
+
+
+@dataclass(frozen=True)
+class _Settlement:
+    """A settle batch and how its results map back to the charges."""
+
+    batch: Batch
+    parsed: tuple[tuple[Charge, Quota], ...]
+    actual: list[int]
+    slots: list[int]  # per charge: the op whose result is the counter's final state
+    tokens: list[str]  # per charge: the reservation's token

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from fieldguard.errors import MalformedDecision, QuotaExceeded, Reason
@@ -106,11 +106,13 @@ class Charge:
 
     @property
     def reason(self) -> Reason:
-        """The reason a refusal by this charge gives (code ``quota.<name>``)."""
+        """The reason a refusal by this charge gives (code ``quota.<name>``,
+        naming the scope as the plan's throttle reasons do)."""
         return Reason(
             f"quota.{self.quota}",
             f"{self.scope} quota {self.quota} ({self.limit} {self.measure} per "
             f"{self.window_seconds}s) used up",
+            self.scope,
         )
 
 
@@ -168,10 +170,16 @@ class ChargeResult:
         counters: every charged counter after the charge, in charge order.
         degraded: storage was down and every charged quota fails open, so
             nothing was recorded.
+        held: after :meth:`Limiter.settle`, what the counters now hold for
+            this request, as a reservation: settle it again to adjust the
+            charge, e.g. :meth:`Limiter.release` it when the response could
+            not be delivered after all (None after :meth:`Limiter.charge`,
+            or when degraded).
     """
 
     counters: tuple[CounterState, ...] = ()
     degraded: bool = False
+    held: Reservation | None = field(default=None, repr=False, compare=False)
 
     @property
     def exhausted(self) -> tuple[CounterState, ...]:
