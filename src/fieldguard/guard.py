@@ -52,7 +52,9 @@ from fieldguard.errors import (
     ChallengeRequired,
     ConfigurationError,
     EngineError,
+    FieldGuardError,
     QuotaExceeded,
+    Reason,
     StorageError,
 )
 from fieldguard.masking import MaskerRegistry
@@ -393,10 +395,22 @@ class Session:
         self._by_object: dict[int, tuple[Any, ObjectVerdict, str | None]] = {}
         self._check_coords: dict[str, list[str]] = {}
         self._usage: Any = None
-        #: guarded records this request may still release (None: unlimited);
-        #: the tightest ``remaining`` of the plan's record charges, so a quota
-        #: is never exceeded by the page that reaches it
+        #: the limiter's reservation for this request, admitted and not yet
+        #: settled or released
+        self._reservation: Any = None
+        #: what the settle left counted for this request (refunded if the
+        #: response is dropped afterwards)
+        self._held: Any = None
+        #: the outcome when the plan allowed but the request was refused
+        #: afterwards (its reservation was refused, or storage failed)
+        self._refused: str | None = None
+        #: guarded records this request may still release (None: unlimited):
+        #: what :meth:`decide` reserved on the plan's record charges, at most
+        #: their tightest ``remaining``, so neither the page that reaches a
+        #: quota nor requests running at the same time exceed it
         self.record_budget: int | None = None
+        #: records reserved for this request (None: no record quota)
+        self.reserved_records: int | None = None
         #: records withheld because the budget ran out
         self.truncated = 0
         self._started = time.perf_counter_ns()
@@ -466,9 +480,6 @@ class Session:
             err = self._refusal(plan)
             self.errors.append(err.code)
             raise err
-        budgets = [int(c["remaining"]) for c in plan.charges
-                    if c.get("measure") == "records" and isinstance(c.get("remaining"), int)]
-        self.record_budget = max(min(budgets), 0) if budgets else None
         self._check_coords = {}
         for coord, eff in plan.fields.items():
             if eff.effect == "check":
@@ -476,7 +487,107 @@ class Session:
                 self._check_coords.setdefault(type_name, []).append(coord)
         for coords in self._check_coords.values():
             coords.sort()  # one order for the input and the cache key
+        self._reserve(op, plan)
         return plan
+
+    def _record_room(self, plan: Plan) -> int | None:
+        """The tightest room of the plan's record charges (None: none): their
+        ``remaining``, else ``limit`` minus the usage read before the plan."""
+        usage = self._usage[1] if self._usage else None
+        rooms = []
+        for charge in plan.charges:
+            if charge.get("measure") != "records":
+                continue
+            remaining = charge.get("remaining")
+            if isinstance(remaining, int) and not isinstance(remaining, bool):
+                rooms.append(remaining)
+            elif isinstance(charge.get("limit"), int):
+                used = usage.used(str(charge.get("scope")), str(charge.get("quota"))) \
+                    if usage is not None else 0
+                rooms.append(int(charge["limit"]) - used)
+        return max(min(rooms), 0) if rooms else None
+
+    @staticmethod
+    def records_estimate(op: Operation, room: int) -> int:
+        """The most records ``op`` is expected to release, within ``room``.
+
+        A GraphQL operation's static ``cost`` counts every object it can
+        return when its lists hold what their page arguments ask for (each
+        object type weighs 1 by default), and ``max_list`` is its largest
+        page; the larger of the two bounds its records. An operation with
+        neither (a REST call that gave no page size) and a subscription (its
+        events are not counted in advance) may use the whole ``room``.
+
+        Example:
+            >>> users = Operation("graphql", "query", None,
+            ...                   complexity={"cost": 10, "max_list": 10})
+            >>> Session.records_estimate(users, 600), Session.records_estimate(users, 4)
+            (10, 4)
+            >>> Session.records_estimate(Operation("rest", "query", "GET /users"), 600)
+            600
+        """
+        if op.type == "subscription":
+            return room
+        sizes = [v for v in (op.complexity.get("cost"), op.complexity.get("max_list"))
+                 if isinstance(v, int) and not isinstance(v, bool)]
+        if not sizes:
+            return room
+        return min(room, max(*sizes, 1))
+
+    def _reserve(self, op: Operation, plan: Plan) -> None:
+        """Reserve this request's estimate on every charge of the plan, all or
+        nothing, in one round trip: one request, the static cost, and the
+        records it may release (which become :attr:`record_budget`)."""
+        room = self._record_room(plan)
+        self.record_budget = room
+        limiter = self.guard.limiter
+        if limiter is None or not plan.charges:
+            return
+        from fieldguard.limits import Exposure as Estimate
+
+        records = self.records_estimate(op, room) if room is not None else 0
+        cost = op.complexity.get("cost", 0)
+        estimate = Estimate(records=records, requests=1,
+                            cost=cost if isinstance(cost, int) and cost > 0 else 0)
+        keys = self._usage[0] if self._usage else None
+        try:
+            reservation = limiter.admit(plan.charges, estimate, keys=keys)
+        except FieldGuardError as exc:  # storage down (fail closed), malformed charges
+            self._refused = exc.code.lower()
+            self.errors.append(exc.code)
+            raise
+        if not reservation.admitted:
+            err = self._reservation_refused(reservation)
+            self._refused = "throttle"
+            self.errors.append(err.code)
+            raise err
+        self._reservation = reservation
+        if room is not None:
+            self.reserved_records = self.record_budget = records
+
+    def _reservation_refused(self, reservation: Any) -> QuotaExceeded:
+        """The plan allowed on usage read a moment ago, but requests running
+        at the same time took the room first."""
+        blocked = reservation.blocked or reservation.counters
+        reasons = [
+            Reason(f"quota.{c.charge.quota}",
+                   f"{c.charge.quota} quota for this {c.charge.scope} has no room for this "
+                   f"request ({c.used} of {c.charge.limit} {c.charge.measure} used or held "
+                   f"by requests in progress)", c.charge.scope)
+            for c in blocked
+        ]
+        msg = "; ".join(r.message for r in reasons) or "quota used up"
+        return QuotaExceeded(msg, retry_after=max(reservation.retry_after, 1),
+                             reasons=reasons, decision_id=self.decision_id)
+
+    @property
+    def outcome(self) -> str | None:
+        """The request's outcome so far: the plan's, ``throttle`` when the
+        plan allowed but the reservation was refused, the error code
+        (``storage_unavailable``…) when reserving failed; None before a plan."""
+        if self._refused is not None:
+            return self._refused
+        return self.plan.outcome if self.plan is not None else None
 
     def _refusal(self, plan: Plan) -> AccessError:
         msg = "; ".join(r.message for r in plan.reasons) or f"request {plan.outcome}"
@@ -677,9 +788,14 @@ class Session:
     def charge(self, cost: int = 0) -> None:
         """Charge what was actually exposed against the plan's quotas.
 
+        Settles the reservation :meth:`decide` made: the counters keep what
+        the response exposed and the unreserved rest is refunded, in one round
+        trip. Call it once the response is final and before :meth:`finish`.
+
         Raises:
             StorageError: the quota store failed after the data was produced;
-                the caller must not release it.
+                the caller must not release it (:meth:`finish` then gives the
+                reservation back if storage allows).
         """
         limiter = self.guard.limiter
         if limiter is None or self.plan is None or not self.plan.charges:
@@ -690,27 +806,62 @@ class Session:
         sensitive = sum(ex["released"].values()) + sum(ex["masked"].values())
         op = self.operation
         keys = self._usage[0] if self._usage else None
+        exposure = Charged(records=self.exposure.records, subjects=frozenset(ex["subjects"]),
+                           sensitive=sensitive, cost=cost, requests=1,
+                           probed_ids=op.probed_ids if op else ())
+        reservation, self._reservation = self._reservation, None
         try:
-            limiter.charge(
-                self.plan.charges,
-                Charged(records=self.exposure.records, subjects=frozenset(ex["subjects"]),
-                        sensitive=sensitive, cost=cost, requests=1,
-                        probed_ids=op.probed_ids if op else ()),
-                keys=keys,
-            )
+            if reservation is None:
+                limiter.charge(self.plan.charges, exposure, keys=keys)
+            else:
+                self._held = limiter.settle(reservation, exposure, keys=keys).held
         except StorageError as exc:
+            self._reservation = reservation  # not settled: finish() gives it back
             self.errors.append(exc.code)
             raise
 
+    def release(self) -> bool:
+        """Give back what this request holds on the quotas: it failed, and
+        nothing of it leaves the API.
+
+        Before :meth:`charge`, that is the whole reservation; after it, what
+        the charge counted (the response was dropped after all). The
+        behavioural signals keep what they recorded. :meth:`finish` calls
+        this itself for a request that was never charged, and when the audit
+        sink fails. Returns True when something was given back. A storage
+        failure is logged and recorded in :attr:`errors`, and the
+        reservation then stays counted until its window ends (fail closed).
+        """
+        limiter = self.guard.limiter
+        held = self._reservation if self._reservation is not None else self._held
+        self._reservation = self._held = None
+        if limiter is None or held is None:
+            return False
+        try:
+            limiter.release(held, keys=self._usage[0] if self._usage else None)
+        except FieldGuardError as exc:
+            self.errors.append(exc.code)
+            logger.warning("could not release the quota reservation of %s: %s",
+                           self.decision_id, exc)
+            return False
+        return True
+
     def finish(self, outcome: str | None = None) -> AuditEvent:
         """Emit the audit event for this request (once) and return it.
+
+        A request that holds a reservation it never charged (it failed, or
+        was refused after :meth:`decide`) gives it back first; if the sink
+        fails, what :meth:`charge` counted is given back too (see
+        :meth:`release`).
 
         Raises:
             StorageError: the sink could not keep the record; the caller must
                 answer with an error instead of data.
         """
+        if not self._finished and self._reservation is not None:
+            self.release()  # never charged: nothing of this request left the API
         plan = self.plan
-        final = outcome or (plan.outcome if plan else "unavailable")
+        final = outcome or self.outcome or "unavailable"
         event = AuditEvent(
             decision_id=self.decision_id or "",
             path=PLAN_PATH,
@@ -738,8 +889,10 @@ class Session:
             try:
                 sink.emit(event)
             except StorageError:
+                self.release()  # the response becomes an error: refund its charge
                 raise
             except Exception as exc:  # a sink bug must not release unaudited data
+                self.release()
                 raise StorageError(f"audit sink failed: {exc}", backend="audit") from exc
         return event
 

@@ -3,8 +3,10 @@
 Both plugins drive the same :class:`OperationRun`: ``start`` analyses the
 validated operation and asks the plan (refusals become GraphQL errors and run
 no resolver); the run's :attr:`~OperationRun.enforcer` guards every field;
-``finish`` charges quotas and writes the audit record, and drops the data if
-either fails, so nothing leaves the API unaudited or uncounted.
+``finish`` charges quotas (settling the reservation the plan's ``decide``
+made) and writes the audit record, and drops the data if either fails, so
+nothing leaves the API unaudited or uncounted; a dropped response gives its
+reservation back (see :meth:`fieldguard.guard.Session.release`).
 """
 
 from __future__ import annotations
@@ -109,7 +111,9 @@ class OperationRun:
         self.session.caller = dataclasses.replace(caller, purpose=declared)
 
     def _audit_refusal(self, exc: FieldGuardError) -> None:
-        outcome = self.session.plan.outcome if self.session.plan else exc.code.lower()
+        # The plan's outcome; ``throttle`` when it allowed but the quota
+        # reservation was refused; the error code when there is no plan.
+        outcome = self.session.outcome or exc.code.lower()
         # The request is refused anyway; a sink failure is in its own log.
         with contextlib.suppress(FieldGuardError):
             self.session.finish(outcome)
@@ -152,7 +156,7 @@ class OperationRun:
                                               "revision": self.shared.guard.engine.revision}}
         if session.plan is not None:
             ext["cost"] = session.cost_status(self.cost)
-            ext["cost"]["throttled"] = session.plan.outcome == "throttle"
+            ext["cost"]["throttled"] = session.outcome == "throttle"
             headers = session.rate_limit_headers()
             if headers:
                 ext["fieldguard"]["ratelimit"] = headers
