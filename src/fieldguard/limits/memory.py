@@ -188,16 +188,26 @@ class MemoryBackend:
             return repr(events[0].atime) if events else ""
 
     def _moving_refund(self, op: CounterOp) -> None:
+        # Remove up to ``amount`` entries stamped ``token``. One acquire
+        # inserts its entries as one run at the front (newest first), so the
+        # scan stops at the run: a refund costs the entries newer than the
+        # reservation, not the whole window (a settle refunds on every request).
+        try:
+            stamp = float(op.token)  # repr() of a float round-trips exactly
+        except ValueError:
+            return
         with self.storage.locks[op.key]:
             events = self.storage.events.get(op.key, [])
-            left = op.amount
-            kept = []
-            for entry in events:
-                if left and repr(entry.atime) == op.token:
-                    left -= 1
-                else:
-                    kept.append(entry)
-            events[:] = kept
+            left, i = op.amount, 0
+            while left and i < len(events):
+                if events[i].atime != stamp:
+                    i += 1
+                    continue
+                j = i + 1
+                while j < len(events) and j - i < left and events[j].atime == stamp:
+                    j += 1
+                del events[i:j]
+                left -= j - i
 
     def _sliding_add(self, op: CounterOp) -> None:
         if op.action is Action.CHECK:
