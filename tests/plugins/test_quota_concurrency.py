@@ -78,16 +78,8 @@ def storage_url(request: pytest.FixtureRequest) -> str:
 
 
 @pytest.fixture
-def interleaved(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    """Switch threads every microsecond of bytecode, not every 5 ms.
-
-    Also unsets ``RUST_BACKTRACE``: ``quiet_backtraces()`` in
-    ``fieldguard.policies.regorus_engine`` pops and restores it around every
-    evaluation, and two evaluator threads doing so at once race (``KeyError:
-    'RUST_BACKTRACE'``, reported as ``POLICY_UNAVAILABLE``). That is an engine
-    bug of its own, not what this test is about.
-    """
-    monkeypatch.delenv("RUST_BACKTRACE", raising=False)
+def interleaved() -> Iterator[None]:
+    """Switch threads every microsecond of bytecode, not every 5 ms."""
     before = sys.getswitchinterval()
     sys.setswitchinterval(1e-6)
     yield

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import queue
+import sys
 import threading
 from collections.abc import Callable
 from typing import Any
@@ -165,3 +166,33 @@ def test_no_policy_is_unavailable() -> None:
     assert engine.evaluate("app.version", {}).outcome is Outcome.UNAVAILABLE
     with pytest.raises(EngineUnavailable):
         engine.health()
+
+
+def test_concurrent_evaluations_with_rust_backtrace_set(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Workers hide RUST_BACKTRACE while they evaluate (a backtrace per error
+    is slow); several at once must neither fail nor lose the variable."""
+    monkeypatch.setenv("RUST_BACKTRACE", "1")
+    engine = RegorusEngine(ps(), workers=4)
+    interval = sys.getswitchinterval()
+    sys.setswitchinterval(1e-6)  # make the workers' Python code interleave
+    failures: list[str] = []
+    barrier = threading.Barrier(8)
+
+    def client() -> None:
+        barrier.wait()
+        for i in range(200):
+            decision = engine.evaluate("app.who", {"who": i})
+            if decision.outcome is not Outcome.VALUE or decision.result != i:
+                failures.append(f"{decision.outcome}: {decision.error}")
+
+    threads = [threading.Thread(target=client) for _ in range(8)]
+    for t in threads:
+        t.start()
+    try:
+        for t in threads:
+            t.join()
+    finally:
+        sys.setswitchinterval(interval)
+        engine.close()
+    assert failures == []
+    assert os.environ["RUST_BACKTRACE"] == "1"

@@ -62,16 +62,33 @@ def problem_from_error(text: str, fallback_file: str) -> PolicyProblem:
     return PolicyProblem(fallback_file, 1, 1, message)
 
 
+_BACKTRACE_LOCK = threading.Lock()
+_backtrace_users = 0
+_backtrace_saved: str | None = None
+
+
 @contextmanager
 def quiet_backtraces() -> Iterator[None]:
-    # With RUST_BACKTRACE set, regorus symbolises a backtrace for every
-    # error, which makes a failing evaluation orders of magnitude slower.
-    saved = os.environ.pop("RUST_BACKTRACE", None)
+    """Hide ``RUST_BACKTRACE`` while regorus works.
+
+    With it set, regorus symbolises a backtrace for every error, which makes a
+    failing evaluation orders of magnitude slower. Evaluator threads overlap,
+    so the first one in hides the variable and the last one out restores it
+    (popping and restoring per thread raced: ``KeyError`` under load).
+    """
+    global _backtrace_users, _backtrace_saved
+    with _BACKTRACE_LOCK:
+        if _backtrace_users == 0:
+            _backtrace_saved = os.environ.pop("RUST_BACKTRACE", None)
+        _backtrace_users += 1
     try:
         yield
     finally:
-        if saved is not None:
-            os.environ["RUST_BACKTRACE"] = saved
+        with _BACKTRACE_LOCK:
+            _backtrace_users -= 1
+            if _backtrace_users == 0 and _backtrace_saved is not None:
+                os.environ["RUST_BACKTRACE"] = _backtrace_saved
+                _backtrace_saved = None
 
 
 def compile_regorus(policy: PolicySet) -> Any:
