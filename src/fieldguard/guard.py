@@ -54,7 +54,6 @@ from fieldguard.errors import (
     EngineError,
     FieldGuardError,
     QuotaExceeded,
-    Reason,
     StorageError,
 )
 from fieldguard.masking import MaskerRegistry
@@ -80,6 +79,7 @@ from fieldguard.policies.contract import (
 )
 from fieldguard.policies.engine import DEFAULT_ENGINE_URL, Engine, engine_from_url
 from fieldguard.policies.source import PolicySet, load_policy_set
+from fieldguard.quotas import RequestQuotas
 
 logger = logging.getLogger(__name__)
 
@@ -394,25 +394,11 @@ class Session:
         self._by_shape: dict[Shape, ObjectVerdict] = {}
         self._by_object: dict[int, tuple[Any, ObjectVerdict, str | None]] = {}
         self._check_coords: dict[str, list[str]] = {}
-        self._usage: Any = None
-        #: the limiter's reservation for this request, admitted and not yet
-        #: settled or released
-        self._reservation: Any = None
-        #: what the settle left counted for this request (refunded if the
-        #: response is dropped afterwards)
-        self._held: Any = None
         #: the outcome when the plan allowed but the request was refused
         #: afterwards (its reservation was refused, or storage failed)
         self._refused: str | None = None
-        #: guarded records this request may still release (None: unlimited):
-        #: what :meth:`decide` reserved on the plan's record charges, at most
-        #: their tightest ``remaining``, so neither the page that reaches a
-        #: quota nor requests running at the same time exceed it
-        self.record_budget: int | None = None
-        #: records reserved for this request (None: no record quota)
-        self.reserved_records: int | None = None
-        #: records withheld because the budget ran out
-        self.truncated = 0
+        #: quota usage, the reservation and the record budget (fieldguard.quotas)
+        self.quotas = RequestQuotas(guard.limiter, caller, self.errors)
         self._started = time.perf_counter_ns()
         self._finished = False
 
@@ -435,20 +421,6 @@ class Session:
         doc["signals"] = {}
         return doc
 
-    def _read_usage(self, op: Operation, doc: dict[str, Any]) -> None:
-        limiter = self.guard.limiter
-        if limiter is None:
-            return
-        from fieldguard.limits import QuotaKeys
-
-        keys = QuotaKeys.from_request(
-            subject_id=self.caller.subject.id, app=self.caller.client.app,
-            ip=self.caller.client.ip,
-        )
-        usage = limiter.read(keys)
-        self._usage = (keys, usage)
-        doc.update(usage.as_input())
-
     def decide(self, op: Operation) -> Plan:
         """Ask the plan once for ``op`` and raise unless it allows.
 
@@ -461,11 +433,7 @@ class Session:
         self.operation = op
         doc = self.plan_input(op)
         self._input = doc
-        try:
-            self._read_usage(op, doc)
-        except StorageError as exc:
-            self.errors.append(exc.code)
-            raise
+        self.quotas.read(doc)
         decision = self.guard.engine.evaluate(PLAN_PATH, doc, decision_id=self.decision_id)
         self.engine_calls += 1
         self.eval_ns += decision.eval_ns
@@ -487,98 +455,15 @@ class Session:
                 self._check_coords.setdefault(type_name, []).append(coord)
         for coords in self._check_coords.values():
             coords.sort()  # one order for the input and the cache key
-        self._reserve(op, plan)
-        return plan
-
-    def _record_room(self, plan: Plan) -> int | None:
-        """The tightest room of the plan's record charges (None: none): their
-        ``remaining``, else ``limit`` minus the usage read before the plan."""
-        usage = self._usage[1] if self._usage else None
-        rooms = []
-        for charge in plan.charges:
-            if charge.get("measure") != "records":
-                continue
-            remaining = charge.get("remaining")
-            if isinstance(remaining, int) and not isinstance(remaining, bool):
-                rooms.append(remaining)
-            elif isinstance(charge.get("limit"), int):
-                used = usage.used(str(charge.get("scope")), str(charge.get("quota"))) \
-                    if usage is not None else 0
-                rooms.append(int(charge["limit"]) - used)
-        return max(min(rooms), 0) if rooms else None
-
-    @staticmethod
-    def records_estimate(op: Operation, room: int) -> int:
-        """The most records ``op`` is expected to release, within ``room``.
-
-        A GraphQL operation's static ``cost`` counts every object it can
-        return when its lists hold what their page arguments ask for (each
-        object type weighs 1 by default), and ``max_list`` is its largest
-        page; the larger of the two bounds its records. An operation with
-        neither (a REST call that gave no page size) and a subscription (its
-        events are not counted in advance) may use the whole ``room``.
-
-        Example:
-            >>> users = Operation("graphql", "query", None,
-            ...                   complexity={"cost": 10, "max_list": 10})
-            >>> Session.records_estimate(users, 600), Session.records_estimate(users, 4)
-            (10, 4)
-            >>> Session.records_estimate(Operation("rest", "query", "GET /users"), 600)
-            600
-        """
-        if op.type == "subscription":
-            return room
-        sizes = [v for v in (op.complexity.get("cost"), op.complexity.get("max_list"))
-                 if isinstance(v, int) and not isinstance(v, bool)]
-        if not sizes:
-            return room
-        return min(room, max(*sizes, 1))
-
-    def _reserve(self, op: Operation, plan: Plan) -> None:
-        """Reserve this request's estimate on every charge of the plan, all or
-        nothing, in one round trip: one request, the static cost, and the
-        records it may release (which become :attr:`record_budget`)."""
-        room = self._record_room(plan)
-        self.record_budget = room
-        limiter = self.guard.limiter
-        if limiter is None or not plan.charges:
-            return
-        from fieldguard.limits import Exposure as Estimate
-
-        records = self.records_estimate(op, room) if room is not None else 0
-        cost = op.complexity.get("cost", 0)
-        estimate = Estimate(records=records, requests=1,
-                            cost=cost if isinstance(cost, int) and cost > 0 else 0)
-        keys = self._usage[0] if self._usage else None
         try:
-            reservation = limiter.admit(plan.charges, estimate, keys=keys)
+            self.quotas.reserve(op, plan, self.decision_id)
+        except QuotaExceeded:  # requests in flight took the room the plan saw
+            self._refused = "throttle"
+            raise
         except FieldGuardError as exc:  # storage down (fail closed), malformed charges
             self._refused = exc.code.lower()
-            self.errors.append(exc.code)
             raise
-        if not reservation.admitted:
-            err = self._reservation_refused(reservation)
-            self._refused = "throttle"
-            self.errors.append(err.code)
-            raise err
-        self._reservation = reservation
-        if room is not None:
-            self.reserved_records = self.record_budget = records
-
-    def _reservation_refused(self, reservation: Any) -> QuotaExceeded:
-        """The plan allowed on usage read a moment ago, but requests running
-        at the same time took the room first."""
-        blocked = reservation.blocked or reservation.counters
-        reasons = [
-            Reason(f"quota.{c.charge.quota}",
-                   f"{c.charge.quota} quota for this {c.charge.scope} has no room for this "
-                   f"request ({c.used} of {c.charge.limit} {c.charge.measure} used or held "
-                   f"by requests in progress)", c.charge.scope)
-            for c in blocked
-        ]
-        msg = "; ".join(r.message for r in reasons) or "quota used up"
-        return QuotaExceeded(msg, retry_after=max(reservation.retry_after, 1),
-                             reasons=reasons, decision_id=self.decision_id)
+        return plan
 
     @property
     def outcome(self) -> str | None:
@@ -698,15 +583,24 @@ class Session:
         return self._by_object
 
     def take_records(self, wanted: int) -> int:
-        """Reserve up to ``wanted`` records from the request's budget; returns
+        """Take up to ``wanted`` records from the request's budget; returns
         how many may be released (the rest are withheld and counted)."""
-        with self._lock:
-            if self.record_budget is None:
-                return wanted
-            granted = min(wanted, self.record_budget)
-            self.record_budget -= granted
-            self.truncated += wanted - granted
-            return granted
+        return self.quotas.take_records(wanted)
+
+    @property
+    def record_budget(self) -> int | None:
+        """Guarded records this request may still release (None: unlimited)."""
+        return self.quotas.record_budget
+
+    @property
+    def reserved_records(self) -> int | None:
+        """Records reserved for this request (None: no record quota)."""
+        return self.quotas.reserved_records
+
+    @property
+    def truncated(self) -> int:
+        """Records withheld because the budget ran out."""
+        return self.quotas.truncated
 
     def verdict_of(self, type_name: str, obj: Any) -> tuple[ObjectVerdict, str | None]:
         """The verdict and data-subject id of one object (batch-decided
@@ -731,57 +625,15 @@ class Session:
 
     # -- client signals --------------------------------------------------------
 
-    def _tightest(self, measure: str, extra: int) -> tuple[Mapping[str, Any], int] | None:
-        """The plan's charge of ``measure`` with the least room left, and that room."""
-        if self.plan is None or not self._usage:
-            return None
-        usage = self._usage[1]
-        best: tuple[Mapping[str, Any], int] | None = None
-        for charge in self.plan.charges:
-            if charge.get("measure") != measure or not isinstance(charge.get("limit"), int):
-                continue
-            used = usage.used(str(charge.get("scope")), str(charge.get("quota")))
-            room = max(int(charge["limit"]) - used - extra, 0)
-            if best is None or room < best[1]:
-                best = (charge, room)
-        return best
-
     def cost_status(self, requested: int) -> dict[str, Any]:
-        """The GraphQL ``extensions.cost`` object (Shopify/GitHub style).
-
-        fieldguard charges the *requested* static cost, as GitHub does (page
-        sizes asked for, not items found), so ``actualQueryCost`` equals it.
-        ``throttleStatus`` describes the tightest cost quota of the plan.
-        """
-        status: dict[str, Any] = {"requestedQueryCost": requested,
-                                  "actualQueryCost": requested}
-        tight = self._tightest("cost", requested)
-        if tight is not None:
-            charge, room = tight
-            window = max(int(charge.get("window_seconds") or 1), 1)
-            status["throttleStatus"] = {
-                "maximumAvailable": int(charge["limit"]),
-                "currentlyAvailable": room,
-                "restoreRate": round(int(charge["limit"]) / window, 3),
-                "quota": charge.get("quota"), "scope": charge.get("scope"),
-            }
-        return status
+        """The GraphQL ``extensions.cost`` object (see
+        :meth:`fieldguard.quotas.RequestQuotas.cost_status`)."""
+        return self.quotas.cost_status(self.plan, requested)
 
     def rate_limit_headers(self) -> dict[str, str]:
         """IETF ``RateLimit-Policy`` / ``RateLimit`` headers for the tightest
-        record quota (draft-ietf-httpapi-ratelimit-headers), after this
-        request's records are counted.
-
-        Example (shape): ``RateLimit-Policy: "records_day";q=600;w=86400`` and
-        ``RateLimit: "records_day";r=512;t=86400``.
-        """
-        tight = self._tightest("records", self.exposure.records)
-        if tight is None:
-            return {}
-        charge, room = tight
-        name, window = charge.get("quota"), int(charge.get("window_seconds") or 0)
-        return {"RateLimit-Policy": f'"{name}";q={int(charge["limit"])};w={window}',
-                "RateLimit": f'"{name}";r={room};t={window}'}
+        record quota, after this request's records are counted."""
+        return self.quotas.rate_limit_headers(self.plan, self.exposure.records)
 
     # -- the end -------------------------------------------------------------
 
@@ -797,54 +649,16 @@ class Session:
                 the caller must not release it (:meth:`finish` then gives the
                 reservation back if storage allows).
         """
-        limiter = self.guard.limiter
-        if limiter is None or self.plan is None or not self.plan.charges:
-            return
-        from fieldguard.limits import Exposure as Charged
-
-        ex = self.exposure.as_dict()
-        sensitive = sum(ex["released"].values()) + sum(ex["masked"].values())
-        op = self.operation
-        keys = self._usage[0] if self._usage else None
-        exposure = Charged(records=self.exposure.records, subjects=frozenset(ex["subjects"]),
-                           sensitive=sensitive, cost=cost, requests=1,
-                           probed_ids=op.probed_ids if op else ())
-        reservation, self._reservation = self._reservation, None
-        try:
-            if reservation is None:
-                limiter.charge(self.plan.charges, exposure, keys=keys)
-            else:
-                self._held = limiter.settle(reservation, exposure, keys=keys).held
-        except StorageError as exc:
-            self._reservation = reservation  # not settled: finish() gives it back
-            self.errors.append(exc.code)
-            raise
+        if self.plan is not None:
+            self.quotas.charge(self.plan, self.exposure, self.operation, cost)
 
     def release(self) -> bool:
         """Give back what this request holds on the quotas: it failed, and
-        nothing of it leaves the API.
-
-        Before :meth:`charge`, that is the whole reservation; after it, what
-        the charge counted (the response was dropped after all). The
-        behavioural signals keep what they recorded. :meth:`finish` calls
-        this itself for a request that was never charged, and when the audit
-        sink fails. Returns True when something was given back. A storage
-        failure is logged and recorded in :attr:`errors`, and the
-        reservation then stays counted until its window ends (fail closed).
-        """
-        limiter = self.guard.limiter
-        held = self._reservation if self._reservation is not None else self._held
-        self._reservation = self._held = None
-        if limiter is None or held is None:
-            return False
-        try:
-            limiter.release(held, keys=self._usage[0] if self._usage else None)
-        except FieldGuardError as exc:
-            self.errors.append(exc.code)
-            logger.warning("could not release the quota reservation of %s: %s",
-                           self.decision_id, exc)
-            return False
-        return True
+        nothing of it leaves the API (see
+        :meth:`fieldguard.quotas.RequestQuotas.release`). :meth:`finish`
+        calls this itself for a request that was never charged, and when the
+        audit sink fails. Returns True when something was given back."""
+        return self.quotas.release(self.decision_id)
 
     def finish(self, outcome: str | None = None) -> AuditEvent:
         """Emit the audit event for this request (once) and return it.
@@ -858,7 +672,7 @@ class Session:
             StorageError: the sink could not keep the record; the caller must
                 answer with an error instead of data.
         """
-        if not self._finished and self._reservation is not None:
+        if not self._finished and self.quotas.holds_reservation:
             self.release()  # never charged: nothing of this request left the API
         plan = self.plan
         final = outcome or self.outcome or "unavailable"
