@@ -656,27 +656,14 @@ class Limiter:
             0
             >>> lim.close()
         """
-        plan = self._settle_batch(reservation, exposure, keys)
-        try:
-            result = self.backend.execute(plan.batch)
-        except StorageError:
-            if reservation.degraded or self._fails_open(keys, plan.parsed):
-                return ChargeResult(degraded=True)
-            raise
-        return self._settled(plan, result)
+        return self._run_settle(self._settle_batch(reservation, exposure, keys), reservation, keys)
 
     async def asettle(
         self, reservation: Reservation, exposure: Exposure, *, keys: QuotaKeys | None = None
     ) -> ChargeResult:
         """Async :meth:`settle`."""
-        plan = self._settle_batch(reservation, exposure, keys)
-        try:
-            result = await self.backend.aexecute(plan.batch)
-        except StorageError:
-            if reservation.degraded or self._fails_open(keys, plan.parsed):
-                return ChargeResult(degraded=True)
-            raise
-        return self._settled(plan, result)
+        return await self._arun_settle(self._settle_batch(reservation, exposure, keys),
+                                       reservation, keys)
 
     def release(
         self, reservation: Reservation, *, keys: QuotaKeys | None = None
@@ -695,6 +682,17 @@ class Limiter:
                 reservation then stays counted until its window ends.
         """
         plan = self._settle_batch(reservation, Exposure(requests=0), keys, signals=False)
+        return self._run_settle(plan, reservation, keys)
+
+    async def arelease(
+        self, reservation: Reservation, *, keys: QuotaKeys | None = None
+    ) -> ChargeResult:
+        """Async :meth:`release`."""
+        plan = self._settle_batch(reservation, Exposure(requests=0), keys, signals=False)
+        return await self._arun_settle(plan, reservation, keys)
+
+    def _run_settle(self, plan: _Settlement, reservation: Reservation,
+                    keys: QuotaKeys | None) -> ChargeResult:
         try:
             result = self.backend.execute(plan.batch)
         except StorageError:
@@ -703,11 +701,8 @@ class Limiter:
             raise
         return self._settled(plan, result)
 
-    async def arelease(
-        self, reservation: Reservation, *, keys: QuotaKeys | None = None
-    ) -> ChargeResult:
-        """Async :meth:`release`."""
-        plan = self._settle_batch(reservation, Exposure(requests=0), keys, signals=False)
+    async def _arun_settle(self, plan: _Settlement, reservation: Reservation,
+                           keys: QuotaKeys | None) -> ChargeResult:
         try:
             result = await self.backend.aexecute(plan.batch)
         except StorageError:
