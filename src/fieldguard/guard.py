@@ -38,7 +38,8 @@ import enum
 import logging
 import threading
 import time
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -77,6 +78,7 @@ from fieldguard.policies.contract import (
     Plan,
     parse_objects,
 )
+from fieldguard.policies.decision import Decision
 from fieldguard.policies.engine import DEFAULT_ENGINE_URL, Engine, engine_from_url
 from fieldguard.policies.source import PolicySet, load_policy_set
 from fieldguard.quotas import RequestQuotas
@@ -422,19 +424,42 @@ class Session:
         return doc
 
     def decide(self, op: Operation) -> Plan:
-        """Ask the plan once for ``op`` and raise unless it allows.
+        """Ask the plan once for ``op`` and raise unless it allows; then
+        reserve the request's estimate on the plan's quotas.
 
         Raises:
             AccessDenied, QuotaExceeded, ChallengeRequired, BadRequest: the
-                plan refused, with its reasons.
+                plan refused, with its reasons (or, QuotaExceeded, requests in
+                flight took the room the plan saw).
             EngineError: undefined, unavailable or malformed decision.
             StorageError: quota storage failed (fail closed).
         """
-        self.operation = op
-        doc = self.plan_input(op)
-        self._input = doc
+        doc = self._begin(op)
         self.quotas.read(doc)
-        decision = self.guard.engine.evaluate(PLAN_PATH, doc, decision_id=self.decision_id)
+        plan = self._accept(self.guard.engine.evaluate(PLAN_PATH, doc,
+                                                       decision_id=self.decision_id))
+        with self._reserving():
+            self.quotas.reserve(op, plan, self.decision_id)
+        return plan
+
+    async def adecide(self, op: Operation) -> Plan:
+        """Async :meth:`decide`: the quota round trips and the evaluation are
+        awaited, so the event loop serves other requests meanwhile."""
+        doc = self._begin(op)
+        await self.quotas.aread(doc)
+        plan = self._accept(await self.guard.engine.aevaluate(PLAN_PATH, doc,
+                                                              decision_id=self.decision_id))
+        with self._reserving():
+            await self.quotas.areserve(op, plan, self.decision_id)
+        return plan
+
+    def _begin(self, op: Operation) -> dict[str, Any]:
+        self.operation = op
+        doc = self._input = self.plan_input(op)
+        return doc
+
+    def _accept(self, decision: Decision) -> Plan:
+        """The plan of ``decision``; raises unless it allows."""
         self.engine_calls += 1
         self.eval_ns += decision.eval_ns
         self.decision_id = decision.decision_id
@@ -455,15 +480,18 @@ class Session:
                 self._check_coords.setdefault(type_name, []).append(coord)
         for coords in self._check_coords.values():
             coords.sort()  # one order for the input and the cache key
+        return plan
+
+    @contextmanager
+    def _reserving(self) -> Iterator[None]:
         try:
-            self.quotas.reserve(op, plan, self.decision_id)
+            yield
         except QuotaExceeded:  # requests in flight took the room the plan saw
             self._refused = "throttle"
             raise
         except FieldGuardError as exc:  # storage down (fail closed), malformed charges
             self._refused = exc.code.lower()
             raise
-        return plan
 
     @property
     def outcome(self) -> str | None:
@@ -652,6 +680,11 @@ class Session:
         if self.plan is not None:
             self.quotas.charge(self.plan, self.exposure, self.operation, cost)
 
+    async def acharge(self, cost: int = 0) -> None:
+        """Async :meth:`charge`."""
+        if self.plan is not None:
+            await self.quotas.acharge(self.plan, self.exposure, self.operation, cost)
+
     def release(self) -> bool:
         """Give back what this request holds on the quotas: it failed, and
         nothing of it leaves the API (see
@@ -659,6 +692,10 @@ class Session:
         calls this itself for a request that was never charged, and when the
         audit sink fails. Returns True when something was given back."""
         return self.quotas.release(self.decision_id)
+
+    async def arelease(self) -> bool:
+        """Async :meth:`release`."""
+        return await self.quotas.arelease(self.decision_id)
 
     def finish(self, outcome: str | None = None) -> AuditEvent:
         """Emit the audit event for this request (once) and return it.
@@ -674,15 +711,57 @@ class Session:
         """
         if not self._finished and self.quotas.holds_reservation:
             self.release()  # never charged: nothing of this request left the API
+        event = self._event(outcome)
+        sink = self._sink_once()
+        if sink is not None:
+            try:
+                sink.emit(event)
+            except StorageError:
+                self.release()  # the response becomes an error: refund its charge
+                raise
+            except Exception as exc:  # a sink bug must not release unaudited data
+                self.release()
+                raise _sink_failed(exc) from exc
+        return event
+
+    async def afinish(self, outcome: str | None = None) -> AuditEvent:
+        """Async :meth:`finish`: a sink with an ``aemit`` coroutine (the JSON
+        Lines sink writes and fsyncs in a worker thread) is awaited."""
+        if not self._finished and self.quotas.holds_reservation:
+            await self.arelease()
+        event = self._event(outcome)
+        sink = self._sink_once()
+        if sink is not None:
+            try:
+                aemit = getattr(sink, "aemit", None)
+                if aemit is not None:
+                    await aemit(event)
+                else:
+                    sink.emit(event)
+            except StorageError:
+                await self.arelease()
+                raise
+            except Exception as exc:
+                await self.arelease()
+                raise _sink_failed(exc) from exc
+        return event
+
+    def _sink_once(self) -> AuditSink | None:
+        """The sink to write to, the first time the request finishes."""
+        if self._finished:
+            return None
+        self._finished = True
+        return self.guard.audit
+
+    def _event(self, outcome: str | None) -> AuditEvent:
         plan = self.plan
-        final = outcome or self.outcome or "unavailable"
-        event = AuditEvent(
+        return AuditEvent(
             decision_id=self.decision_id or "",
             path=PLAN_PATH,
             input=self._input,
             result=dict(plan.raw) if plan else None,
             revision=self.guard.engine.revision,
-            outcome=final,
+            outcome=outcome or self.outcome or "unavailable",
             engine=self.guard.engine.name,
             exposure=self.exposure.as_dict(),
             metrics={
@@ -695,20 +774,11 @@ class Session:
             errors=sorted(set(self.errors)),
             labels=dict(self.caller.labels),
         )
-        if self._finished:
-            return event
-        self._finished = True
-        sink = self.guard.audit
-        if sink is not None:
-            try:
-                sink.emit(event)
-            except StorageError:
-                self.release()  # the response becomes an error: refund its charge
-                raise
-            except Exception as exc:  # a sink bug must not release unaudited data
-                self.release()
-                raise StorageError(f"audit sink failed: {exc}", backend="audit") from exc
-        return event
+
+
+def _sink_failed(exc: Exception) -> StorageError:
+    """A sink bug becomes a storage error: no unaudited data is released."""
+    return StorageError(f"audit sink failed: {exc}", backend="audit")
 
 
 __all__ = [

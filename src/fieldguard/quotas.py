@@ -22,7 +22,8 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
 from fieldguard.audit.events import Exposure
@@ -64,6 +65,7 @@ class RequestQuotas:
         self._reservation: Any = None
         #: what the settle left counted (refunded if the response is dropped)
         self._held: Any = None
+        self._room: int | None = None
         self._lock = threading.Lock()
 
     @property
@@ -86,19 +88,38 @@ class RequestQuotas:
         """
         if self.limiter is None:
             return
+        keys = self._keys()
+        with self._noting_errors():
+            usage = self.limiter.read(keys)
+        self._took(keys, usage, doc)
+
+    async def aread(self, doc: dict[str, Any]) -> None:
+        """Async :meth:`read` (the event loop is not blocked)."""
+        if self.limiter is None:
+            return
+        keys = self._keys()
+        with self._noting_errors():
+            usage = await self.limiter.aread(keys)
+        self._took(keys, usage, doc)
+
+    def _keys(self) -> Any:
         from fieldguard.limits import QuotaKeys
 
-        keys = QuotaKeys.from_request(
-            subject_id=self.caller.subject.id, app=self.caller.client.app,
-            ip=self.caller.client.ip,
-        )
-        try:
-            usage = self.limiter.read(keys)
-        except StorageError as exc:
-            self.errors.append(exc.code)
-            raise
+        return QuotaKeys.from_request(subject_id=self.caller.subject.id,
+                                      app=self.caller.client.app, ip=self.caller.client.ip)
+
+    def _took(self, keys: Any, usage: Any, doc: dict[str, Any]) -> None:
         self._usage = (keys, usage)
         doc.update(usage.as_input())
+
+    @contextmanager
+    def _noting_errors(self) -> Iterator[None]:
+        """Record the code of a failing storage call in :attr:`errors`."""
+        try:
+            yield
+        except FieldGuardError as exc:
+            self.errors.append(exc.code)
+            raise
 
     # -- once the plan allows -------------------------------------------------
 
@@ -154,27 +175,43 @@ class RequestQuotas:
             FieldGuardError: storage is down (fail closed) or the charges are
                 malformed.
         """
-        room = self.room(plan)
-        self.record_budget = room
-        if self.limiter is None or not plan.charges:
+        estimate = self._estimate(op, plan)
+        if estimate is None:
             return
+        with self._noting_errors():
+            reservation = self.limiter.admit(plan.charges, estimate, keys=self.keys)
+        self._admitted(reservation, estimate.records, decision_id)
+
+    async def areserve(self, op: Operation, plan: Plan, decision_id: str | None) -> None:
+        """Async :meth:`reserve`."""
+        estimate = self._estimate(op, plan)
+        if estimate is None:
+            return
+        with self._noting_errors():
+            reservation = await self.limiter.aadmit(plan.charges, estimate, keys=self.keys)
+        self._admitted(reservation, estimate.records, decision_id)
+
+    def _estimate(self, op: Operation, plan: Plan) -> Any:
+        """What to reserve (None: nothing to reserve); sets the record budget
+        to the plan's room until the reservation narrows it."""
         from fieldguard.limits import Exposure as Estimate
 
+        room = self._room = self.room(plan)
+        self.record_budget = room
+        if self.limiter is None or not plan.charges:
+            return None
         records = self.records_estimate(op, room) if room is not None else 0
         cost = op.complexity.get("cost", 0)
-        estimate = Estimate(records=records, requests=1,
-                            cost=cost if isinstance(cost, int) and cost > 0 else 0)
-        try:
-            reservation = self.limiter.admit(plan.charges, estimate, keys=self.keys)
-        except FieldGuardError as exc:
-            self.errors.append(exc.code)
-            raise
+        return Estimate(records=records, requests=1,
+                        cost=cost if isinstance(cost, int) and cost > 0 else 0)
+
+    def _admitted(self, reservation: Any, records: int, decision_id: str | None) -> None:
         if not reservation.admitted:
             err = _refused(reservation, decision_id)
             self.errors.append(err.code)
             raise err
         self._reservation = reservation
-        if room is not None:
+        if self._room is not None:
             self.reserved_records = self.record_budget = records
 
     def take_records(self, wanted: int) -> int:
@@ -256,19 +293,37 @@ class RequestQuotas:
         """
         if self.limiter is None or not plan.charges:
             return
-        from fieldguard.limits import Exposure as Charged
-
-        ex = exposure.as_dict()
-        sensitive = sum(ex["released"].values()) + sum(ex["masked"].values())
-        charged = Charged(records=exposure.records, subjects=frozenset(ex["subjects"]),
-                          sensitive=sensitive, cost=cost, requests=1,
-                          probed_ids=op.probed_ids if op else ())
-        reservation, self._reservation = self._reservation, None
-        try:
+        charged, reservation = self._to_charge(exposure, op, cost)
+        with self._unsettled_on_error(reservation):
             if reservation is None:
                 self.limiter.charge(plan.charges, charged, keys=self.keys)
             else:
                 self._held = self.limiter.settle(reservation, charged, keys=self.keys).held
+
+    async def acharge(self, plan: Plan, exposure: Exposure, op: Operation | None,
+                      cost: int) -> None:
+        """Async :meth:`charge`."""
+        if self.limiter is None or not plan.charges:
+            return
+        charged, reservation = self._to_charge(exposure, op, cost)
+        with self._unsettled_on_error(reservation):
+            if reservation is None:
+                await self.limiter.acharge(plan.charges, charged, keys=self.keys)
+            else:
+                settled = await self.limiter.asettle(reservation, charged, keys=self.keys)
+                self._held = settled.held
+
+    def _to_charge(self, exposure: Exposure, op: Operation | None,
+                   cost: int) -> tuple[Any, Any]:
+        """What to count, and the reservation to settle (taken: a settle
+        happens once)."""
+        reservation, self._reservation = self._reservation, None
+        return _charged(exposure, op, cost), reservation
+
+    @contextmanager
+    def _unsettled_on_error(self, reservation: Any) -> Iterator[None]:
+        try:
+            yield
         except StorageError as exc:
             self._reservation = reservation  # not settled: release() gives it back
             self.errors.append(exc.code)
@@ -283,18 +338,46 @@ class RequestQuotas:
         logged and recorded in :attr:`errors`; the reservation then stays
         counted until its window ends (fail closed).
         """
-        held = self._reservation if self._reservation is not None else self._held
-        self._reservation = self._held = None
-        if self.limiter is None or held is None:
+        held = self._take_held()
+        if held is None:
             return False
         try:
             self.limiter.release(held, keys=self.keys)
         except FieldGuardError as exc:
-            self.errors.append(exc.code)
-            logger.warning("could not release the quota reservation of %s: %s",
-                           decision_id, exc)
-            return False
+            return self._not_released(exc, decision_id)
         return True
+
+    async def arelease(self, decision_id: str | None = None) -> bool:
+        """Async :meth:`release`."""
+        held = self._take_held()
+        if held is None:
+            return False
+        try:
+            await self.limiter.arelease(held, keys=self.keys)
+        except FieldGuardError as exc:
+            return self._not_released(exc, decision_id)
+        return True
+
+    def _take_held(self) -> Any:
+        held = self._reservation if self._reservation is not None else self._held
+        self._reservation = self._held = None
+        return None if self.limiter is None else held
+
+    def _not_released(self, exc: FieldGuardError, decision_id: str | None) -> bool:
+        self.errors.append(exc.code)
+        logger.warning("could not release the quota reservation of %s: %s", decision_id, exc)
+        return False
+
+
+def _charged(exposure: Exposure, op: Operation | None, cost: int) -> Any:
+    """What a response exposed, as the limiter counts it."""
+    from fieldguard.limits import Exposure as Charged
+
+    ex = exposure.as_dict()
+    sensitive = sum(ex["released"].values()) + sum(ex["masked"].values())
+    return Charged(records=exposure.records, subjects=frozenset(ex["subjects"]),
+                   sensitive=sensitive, cost=cost, requests=1,
+                   probed_ids=op.probed_ids if op else ())
 
 
 def _refused(reservation: Any, decision_id: str | None) -> QuotaExceeded:

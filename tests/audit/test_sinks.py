@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import asyncio
 import json
 import threading
 from pathlib import Path
@@ -37,6 +38,21 @@ def test_unwritable_log_raises_storage_error(tmp_path: Path) -> None:
     sink = JsonLinesSink(tmp_path / "dir")  # a directory: cannot be opened for append
     with pytest.raises(StorageError):
         sink.emit(_event(1))
+
+
+def test_async_emit_writes_from_a_worker_thread(tmp_path: Path) -> None:
+    sink = JsonLinesSink(tmp_path / "audit.jsonl", fsync=True)
+
+    async def write_all() -> None:
+        await asyncio.gather(*[sink.aemit(_event(n)) for n in range(20)])
+
+    asyncio.run(write_all())
+    sink.close()
+    lines = (tmp_path / "audit.jsonl").read_text().splitlines()
+    assert sorted(json.loads(x)["decision_id"] for x in lines) == sorted(f"d{n}"
+                                                                        for n in range(20))
+    with pytest.raises(StorageError):  # failures still surface, awaited
+        asyncio.run(JsonLinesSink(tmp_path).aemit(_event(1)))
 
 
 def test_exposure_tally() -> None:

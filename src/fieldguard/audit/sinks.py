@@ -1,8 +1,10 @@
 """Where audit records go.
 
-A sink is anything with ``emit(event)``. Sinks must not drop records: a
-failing sink raises, and the guard turns that into a refused request rather
-than releasing data nobody recorded.
+A sink is anything with ``emit(event)``; one whose writes block (files,
+networks) may also offer an ``aemit(event)`` coroutine, which async
+integrations await instead. Sinks must not drop records: a failing sink
+raises, and the guard turns that into a refused request rather than
+releasing data nobody recorded.
 
 Example:
     >>> import tempfile, json, pathlib
@@ -16,6 +18,7 @@ Example:
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import threading
@@ -80,6 +83,11 @@ class JsonLinesSink:
             except OSError as exc:
                 raise StorageError(f"audit log {self.path} not writable: {exc}",
                                    backend="file") from exc
+
+    async def aemit(self, event: AuditEvent) -> None:
+        """:meth:`emit` in a worker thread: a write (and, with ``fsync``, a
+        flush to disk) does not stall the event loop."""
+        await asyncio.to_thread(self.emit, event)
 
     def close(self) -> None:
         """Close the file."""
