@@ -3,6 +3,7 @@ integrations, guarded by the shipped policies on the embedded engine."""
 
 from __future__ import annotations
 
+import asyncio
 import copy
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -101,8 +102,20 @@ def make_runner(kind: str, guard: Guard, store: Store) -> Run:
             return Result(r.data, list(r.errors or []))
 
         return run_core
-    schema = build_schema([StrawberryGuard(guard, caller=caller_of).extension])
+    fg = StrawberryGuard(guard, caller=caller_of)
     world = World(store)
+    if kind == "strawberry-async":  # the async extension, under await schema.execute
+        async_schema = build_schema([fg.async_extension])
+
+        def run_async(query: str, who: Caller, variables: dict[str, Any] | None = None,
+                      operation_name: str | None = None) -> Result:
+            r = asyncio.run(async_schema.execute(
+                query, context_value=DemoContext(who, world), variable_values=variables,
+                operation_name=operation_name))
+            return Result(r.data, list(r.errors or []))
+
+        return run_async
+    schema = build_schema([fg.extension])
 
     def run_strawberry(query: str, who: Caller, variables: dict[str, Any] | None = None,
                        operation_name: str | None = None) -> Result:
@@ -113,6 +126,6 @@ def make_runner(kind: str, guard: Guard, store: Store) -> Run:
     return run_strawberry
 
 
-@pytest.fixture(params=["strawberry", "graphql-core"])
+@pytest.fixture(params=["strawberry", "strawberry-async", "graphql-core"])
 def run(request: pytest.FixtureRequest, guard: Guard, store: Store) -> Run:
     return make_runner(request.param, guard, store)

@@ -106,6 +106,8 @@ def create_app(
     """
     sink = JsonLinesSink(audit) if isinstance(audit, str | Path) else audit
     guard = Guard(engine, rego_dir=rego_dir, data_dir=data_dir, audit=sink, limiter=limiter)
-    schema = build_schema([StrawberryGuard(guard, caller=caller_of).extension])
+    # An ASGI app executes asynchronously: the async extension awaits the
+    # plan, the quota round trips and the audit write.
+    schema = build_schema([StrawberryGuard(guard, caller=caller_of).async_extension])
     return GuardedGraphQL(schema, World(Store.generate(users=users)), guard,
                           trust_forwarded=trust_forwarded)

@@ -116,16 +116,16 @@ class GraphQLGuard:
             raise ConfigurationError("the caller function must return a fieldguard Caller")
         return made
 
-    def prepare(
+    def _check(
         self,
         source: str | DocumentNode,
-        *,
-        context_value: Any = None,
-        caller: Caller | None = None,
-        variable_values: dict[str, Any] | None = None,
-        operation_name: str | None = None,
+        context_value: Any,
+        caller: Caller | None,
+        variable_values: dict[str, Any] | None,
+        operation_name: str | None,
     ) -> tuple[OperationRun, DocumentNode, Any] | ExecutionResult:
-        """Everything before execution; an ExecutionResult means "refused"."""
+        """Caller, parse, validation and variables: a run ready to start, or
+        the result refusing the request."""
         try:
             who = self._caller(context_value, caller)
         except FieldGuardError as exc:
@@ -157,11 +157,41 @@ class GraphQLGuard:
             for err in coerced:
                 err.extensions = {**(err.extensions or {}), "code": "BAD_USER_INPUT"}
             return refused(coerced)
-        run = self.shared.run(who)
+        return self.shared.run(who), document, coerced
+
+    def prepare(
+        self,
+        source: str | DocumentNode,
+        *,
+        context_value: Any = None,
+        caller: Caller | None = None,
+        variable_values: dict[str, Any] | None = None,
+        operation_name: str | None = None,
+    ) -> tuple[OperationRun, DocumentNode, Any] | ExecutionResult:
+        """Everything before execution; an ExecutionResult means "refused"."""
+        checked = self._check(source, context_value, caller, variable_values, operation_name)
+        if isinstance(checked, ExecutionResult):
+            return checked
+        run, document, coerced = checked
         refusal = run.start(document, operation_name, coerced)
-        if refusal:
-            return refused(refusal, run)
-        return run, document, coerced
+        return refused(refusal, run) if refusal else checked
+
+    async def aprepare(
+        self,
+        source: str | DocumentNode,
+        *,
+        context_value: Any = None,
+        caller: Caller | None = None,
+        variable_values: dict[str, Any] | None = None,
+        operation_name: str | None = None,
+    ) -> tuple[OperationRun, DocumentNode, Any] | ExecutionResult:
+        """Async :meth:`prepare`: the plan and quota round trips are awaited."""
+        checked = self._check(source, context_value, caller, variable_values, operation_name)
+        if isinstance(checked, ExecutionResult):
+            return checked
+        run, document, coerced = checked
+        refusal = await run.astart(document, operation_name, coerced)
+        return refused(refusal, run) if refusal else checked
 
     def _execute(self, prepared: tuple[OperationRun, DocumentNode, Any], root_value: Any,
                  context_value: Any, variable_values: dict[str, Any] | None,
@@ -209,16 +239,18 @@ class GraphQLGuard:
         variable_values: dict[str, Any] | None = None,
         operation_name: str | None = None,
     ) -> ExecutionResult:
-        """Guarded ``graphql``: sync and async resolvers."""
-        prepared = self.prepare(source, context_value=context_value, caller=caller,
-                                variable_values=variable_values, operation_name=operation_name)
+        """Guarded ``graphql``: sync and async resolvers. The plan, the quota
+        round trips and the audit write are awaited, not run on the loop."""
+        prepared = await self.aprepare(source, context_value=context_value, caller=caller,
+                                       variable_values=variable_values,
+                                       operation_name=operation_name)
         if isinstance(prepared, ExecutionResult):
             return prepared
         result = self._execute(prepared, root_value, context_value, variable_values,
                                operation_name)
         if inspect.isawaitable(result):
             result = await result
-        return prepared[0].finish(result)
+        return await prepared[0].afinish(result)
 
     async def subscribe(
         self,
@@ -232,8 +264,9 @@ class GraphQLGuard:
     ) -> AsyncIterator[ExecutionResult] | ExecutionResult:
         """Guarded ``subscribe``: one plan, every event guarded; the audit
         record is written when the stream ends."""
-        prepared = self.prepare(source, context_value=context_value, caller=caller,
-                                variable_values=variable_values, operation_name=operation_name)
+        prepared = await self.aprepare(source, context_value=context_value, caller=caller,
+                                       variable_values=variable_values,
+                                       operation_name=operation_name)
         if isinstance(prepared, ExecutionResult):
             return prepared
         run, document, _ = prepared
@@ -245,7 +278,7 @@ class GraphQLGuard:
         if inspect.isawaitable(stream):
             stream = await stream
         if isinstance(stream, ExecutionResult):
-            return run.finish(stream)
+            return await run.afinish(stream)
         return _guarded_stream(run, stream)
 
 
@@ -262,4 +295,4 @@ async def _guarded_stream(run: OperationRun,
             last = event
             yield event
     finally:
-        run.finish(ExecutionResult(last.data, None))
+        await run.afinish(ExecutionResult(last.data, None))

@@ -43,7 +43,7 @@ Example:
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from typing import Any
 
 import strawberry
@@ -116,13 +116,27 @@ class StrawberryGuard:
 
     @property
     def extension(self) -> type[SchemaExtension]:
-        """The extension class to pass in ``strawberry.Schema(extensions=[…])``."""
+        """The extension class to pass in ``strawberry.Schema(extensions=[…])``
+        (sync and async execution)."""
         config = self
 
         class FieldGuardExtension(_FieldGuardExtension):
             fieldguard = config
 
         return FieldGuardExtension
+
+    @property
+    def async_extension(self) -> type[SchemaExtension]:
+        """The extension class for schemas executed only asynchronously
+        (``await schema.execute``, ASGI servers): the plan, the quota round
+        trips and the audit write are awaited, so the event loop serves other
+        requests meanwhile. Strawberry refuses it under ``execute_sync``."""
+        config = self
+
+        class AsyncFieldGuardExtension(_AsyncFieldGuardExtension):
+            fieldguard = config
+
+        return AsyncFieldGuardExtension
 
 
 class _FieldGuardExtension(SchemaExtension):
@@ -179,6 +193,23 @@ class _FieldGuardExtension(SchemaExtension):
                 err.args = (err.message,)
 
     def on_execute(self) -> Iterator[None]:
+        ready, run = self._ready(), self.run
+        if ready is not None and run is not None:
+            self._started(run.start(*ready))
+        token = ACTIVE.set(self.run.enforcer if self.run is not None else None)
+        try:
+            yield
+        finally:
+            ACTIVE.reset(token)
+        step, run = self._after(), self.run
+        if step is not None and run is not None:
+            done, result = step
+            self._deliver(result, run.fail(done) if isinstance(done, GraphQLError)
+                          else run.finish(done))
+
+    def _ready(self) -> tuple[Any, str | None, Any] | None:
+        """Caller, operation and variables checked and a run created: the
+        arguments of its ``start``; None when the request is refused."""
         ctx = self.execution_context
         schema = ctx.schema._schema
         shared = self.fieldguard.shared_for(schema)
@@ -188,8 +219,7 @@ class _FieldGuardExtension(SchemaExtension):
             op = select_operation(ctx.graphql_document, ctx.operation_name)
         except FieldGuardError as exc:
             self._refuse([to_graphql_error(exc)])
-            yield
-            return
+            return None
         coerced = get_variable_values(
             schema, op.variable_definitions or (), ctx.variables or {},
             hide_suggestions=self.fieldguard.hides_suggestions(self.caller),
@@ -198,35 +228,36 @@ class _FieldGuardExtension(SchemaExtension):
             for err in coerced:
                 err.extensions = {**(err.extensions or {}), "code": "BAD_USER_INPUT"}
             self._refuse(coerced)
-            yield
-            return
+            return None
         self.run = shared.run(self.caller)
-        refusal = self.run.start(ctx.graphql_document, ctx.operation_name, coerced)
+        return ctx.graphql_document, ctx.operation_name, coerced
+
+    def _started(self, refusal: list[GraphQLError] | None) -> None:
         if refusal:
             self._refuse(refusal)
             self.run = None
-            yield
-            return
-        token = ACTIVE.set(self.run.enforcer)
-        try:
-            yield
-        finally:
-            ACTIVE.reset(token)
-        result = ctx.result
-        if self.run is not None and isinstance(result, ExecutionResult):
-            enforcer = self.run.enforcer
-            if enforcer is not None and not enforcer.bound and result.data is not None:
-                # Executed by something other than the guarded executor:
-                # nothing it produced was checked, so none of it leaves.
-                finished = self.run.fail(to_graphql_error(_NO_PLAN))
-            else:
-                finished = self.run.finish(result)
-            # Mutate in place: strawberry's async path returns the object it
-            # holds, not ``ctx.result``, after the extensions unwind.
-            result.data, result.errors = finished.data, finished.errors
-            self.finished = True
-        elif self.run is not None:
+
+    def _after(self) -> tuple[GraphQLError | ExecutionResult, ExecutionResult] | None:
+        """After execution: what to finish the run with (the result, or the
+        error replacing it) and the result to update; None for nothing."""
+        result = self.execution_context.result
+        if self.run is None:
+            return None
+        if not isinstance(result, ExecutionResult):
             self.streaming = True  # a subscription: audited when it ends
+            return None
+        enforcer = self.run.enforcer
+        if enforcer is not None and not enforcer.bound and result.data is not None:
+            # Executed by something other than the guarded executor: nothing
+            # it produced was checked, so none of it leaves.
+            return to_graphql_error(_NO_PLAN), result
+        return result, result
+
+    def _deliver(self, result: ExecutionResult, finished: ExecutionResult) -> None:
+        # Mutate in place: strawberry's async path returns the object it
+        # holds, not ``ctx.result``, after the extensions unwind.
+        result.data, result.errors = finished.data, finished.errors
+        self.finished = True
 
     def on_stream_result(self, result: Any) -> Iterator[None]:
         run = self.run
@@ -242,14 +273,45 @@ class _FieldGuardExtension(SchemaExtension):
 
     def on_operation(self) -> Iterator[None]:
         yield
+        if self._stream_ended() and self.run is not None:
+            self.run.finish(ExecutionResult(None, None))  # the stream ended: audit it
+
+    def _stream_ended(self) -> bool:
+        """True once, when a subscription's stream ended: audit it now."""
         if self.run is not None and self.streaming and not self.finished:
             self.finished = True
-            self.run.finish(ExecutionResult(None, None))  # the stream ended: audit it
+            return True
+        return False
 
     def get_results(self) -> dict[str, Any]:
         if self.run is None:
             return {}
         return self.run.extensions()
+
+
+class _AsyncFieldGuardExtension(_FieldGuardExtension):
+    """The extension for async execution: the plan, the quota round trips and
+    the audit write are awaited instead of blocking the event loop."""
+
+    async def on_execute(self) -> AsyncIterator[None]:  # type: ignore[override]
+        ready, run = self._ready(), self.run
+        if ready is not None and run is not None:
+            self._started(await run.astart(*ready))
+        token = ACTIVE.set(self.run.enforcer if self.run is not None else None)
+        try:
+            yield
+        finally:
+            ACTIVE.reset(token)
+        step, run = self._after(), self.run
+        if step is not None and run is not None:
+            done, result = step
+            self._deliver(result, await run.afail(done) if isinstance(done, GraphQLError)
+                          else await run.afinish(done))
+
+    async def on_operation(self) -> AsyncIterator[None]:  # type: ignore[override]
+        yield
+        if self._stream_ended() and self.run is not None:
+            await self.run.afinish(ExecutionResult(None, None))
 
 
 class _NoPlan(FieldGuardError):

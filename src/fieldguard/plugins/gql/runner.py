@@ -77,26 +77,47 @@ class OperationRun:
 
         ``variables`` are the coerced variable values.
         """
-        shared, session = self.shared, self.session
         try:
-            self._apply_purpose(document, operation_name, variables)
-            op = analyze(shared.schema, document, operation_name, variables,
-                         shared.annotations, shared.analysis)
-            self.cost = int(op.complexity.get("cost", 0))
-            if op.introspection and shared.hide_introspection:
-                fields = dict.fromkeys(shared.annotations.coordinates, 0)
-                fields.update(op.fields)
-                op.fields = fields
-            plan = session.decide(op)
+            op = self._analyse(document, operation_name, variables)
+            plan = self.session.decide(op)
         except FieldGuardError as exc:
             self._audit_refusal(exc)
             return [to_graphql_error(exc)]
+        self._enforce(op, plan)
+        return None
+
+    async def astart(self, document: Any, operation_name: str | None,
+                     variables: Any) -> list[GraphQLError] | None:
+        """Async :meth:`start`: the plan and the quota round trips are
+        awaited, so the event loop serves other requests meanwhile."""
+        try:
+            op = self._analyse(document, operation_name, variables)
+            plan = await self.session.adecide(op)
+        except FieldGuardError as exc:
+            await self._aaudit_refusal(exc)
+            return [to_graphql_error(exc)]
+        self._enforce(op, plan)
+        return None
+
+    def _analyse(self, document: Any, operation_name: str | None, variables: Any) -> Any:
+        shared = self.shared
+        self._apply_purpose(document, operation_name, variables)
+        op = analyze(shared.schema, document, operation_name, variables,
+                     shared.annotations, shared.analysis)
+        self.cost = int(op.complexity.get("cost", 0))
+        if op.introspection and shared.hide_introspection:
+            fields = dict.fromkeys(shared.annotations.coordinates, 0)
+            fields.update(op.fields)
+            op.fields = fields
+        return op
+
+    def _enforce(self, op: Any, plan: Any) -> None:
+        shared = self.shared
         hidden: set[str] = set()
         if op.introspection and shared.hide_introspection:
             hidden = {c for c in shared.annotations.coordinates
                       if plan.effect(c).effect == "deny"}
-        self.enforcer = FieldEnforcer(session, shared.schema, hidden)
-        return None
+        self.enforcer = FieldEnforcer(self.session, shared.schema, hidden)
 
     def _apply_purpose(self, document: Any, operation_name: str | None,
                        variables: Any) -> None:
@@ -111,28 +132,60 @@ class OperationRun:
         self.session.caller = dataclasses.replace(caller, purpose=declared)
 
     def _audit_refusal(self, exc: FieldGuardError) -> None:
-        # The plan's outcome; ``throttle`` when it allowed but the quota
-        # reservation was refused; the error code when there is no plan.
-        outcome = self.session.outcome or exc.code.lower()
         # The request is refused anyway; a sink failure is in its own log.
         with contextlib.suppress(FieldGuardError):
-            self.session.finish(outcome)
+            self.session.finish(self._refusal_outcome(exc))
+
+    async def _aaudit_refusal(self, exc: FieldGuardError) -> None:
+        with contextlib.suppress(FieldGuardError):
+            await self.session.afinish(self._refusal_outcome(exc))
+
+    def _refusal_outcome(self, exc: FieldGuardError) -> str:
+        # The plan's outcome; ``throttle`` when it allowed but the quota
+        # reservation was refused; the error code when there is no plan.
+        return self.session.outcome or exc.code.lower()
 
     def finish(self, result: ExecutionResult) -> ExecutionResult:
         """Charge quotas and audit; an error replaces the data if either fails."""
-        errors: list[GraphQLError] = list(result.errors or [])
-        enforcer = self.enforcer
-        if enforcer is not None:
-            errors.extend(enforcer.take_errors())
-            enforcer.flush()
-            if enforcer.rejected is not None:
-                return self.fail(to_graphql_error(enforcer.rejected))
+        errors, rejected = self._collect(result)
+        if rejected is not None:
+            return self.fail(rejected)
         try:
             self.session.charge(self.cost)
             self.session.finish()
         except FieldGuardError as exc:
             self.session.errors.append(exc.code)
             return self.fail(to_graphql_error(exc))
+        return self._result(result, errors)
+
+    async def afinish(self, result: ExecutionResult) -> ExecutionResult:
+        """Async :meth:`finish` (quota round trips and audit writes awaited)."""
+        errors, rejected = self._collect(result)
+        if rejected is not None:
+            return await self.afail(rejected)
+        try:
+            await self.session.acharge(self.cost)
+            await self.session.afinish()
+        except FieldGuardError as exc:
+            self.session.errors.append(exc.code)
+            return await self.afail(to_graphql_error(exc))
+        return self._result(result, errors)
+
+    def _collect(self, result: ExecutionResult) -> tuple[list[GraphQLError],
+                                                         GraphQLError | None]:
+        """The response's errors with the withheld values' (the tallies
+        folded into the exposure), and the error that fails the request
+        when an objects decision failed under ``FailMode.REJECT``."""
+        errors: list[GraphQLError] = list(result.errors or [])
+        enforcer = self.enforcer
+        if enforcer is None:
+            return errors, None
+        errors.extend(enforcer.take_errors())
+        enforcer.flush()
+        rejected = enforcer.rejected
+        return errors, None if rejected is None else to_graphql_error(rejected)
+
+    def _result(self, result: ExecutionResult, errors: list[GraphQLError]) -> ExecutionResult:
         if self.session.truncated:
             errors.append(GraphQLError(
                 f"record quota reached: {self.session.truncated} record(s) withheld",
@@ -145,6 +198,15 @@ class OperationRun:
         """Drop the data: ``error`` instead, audited as an error."""
         with contextlib.suppress(FieldGuardError):
             self.session.finish("error")
+        return self._failed(error)
+
+    async def afail(self, error: GraphQLError) -> ExecutionResult:
+        """Async :meth:`fail`."""
+        with contextlib.suppress(FieldGuardError):
+            await self.session.afinish("error")
+        return self._failed(error)
+
+    def _failed(self, error: GraphQLError) -> ExecutionResult:
         return ExecutionResult(None, [error], self.extensions())
 
     def extensions(self) -> dict[str, Any]:
