@@ -94,3 +94,11 @@ def test_the_sync_extension_blocks_the_loop_for_the_plan(slow_guard: Guard,
         lambda: schema.execute(QUERY, context_value=DemoContext(caller(USER), World(store))))
     assert result.errors is None
     assert turns < 50, turns
+
+
+def test_the_async_extension_under_execute_sync_releases_nothing(guard: Guard,
+                                                                 store: Store) -> None:
+    schema = build_schema([StrawberryGuard(guard, caller=caller_of).async_extension])
+    result = schema.execute_sync("{ users(first: 3) { id email } }",
+                                 context_value=DemoContext(caller(USER), World(store)))
+    assert result.data is None and result.errors  # strawberry refuses async hooks here
