@@ -147,3 +147,28 @@ def test_unclassified_fields_follow_the_default_tags(guard: Guard) -> None:
     # apply, so an anonymous caller may read it. Classify it to protect it.
     r = schema.execute_sync("{ secret }", root_value=Q())
     assert r.data == {"secret": "x"}
+
+
+def test_a_custom_execution_context_class_is_extended_not_replaced(guard: Guard,
+                                                                   store: Store) -> None:
+    from strawberry.schema.schema import StrawberryGraphQLCoreExecutionContext
+
+    built: list[str] = []
+
+    class Tracing(StrawberryGraphQLCoreExecutionContext):
+        def __init__(self, *args: Any, **kwargs: Any) -> None:
+            super().__init__(*args, **kwargs)
+            built.append("tracing")
+
+    from fieldguard.demo.strawberry_schema import Comment, Query
+
+    schema = strawberry.Schema(query=Query, types=[Comment],
+                               extensions=[StrawberryGuard(guard, caller=caller_of).extension],
+                               execution_context_class=Tracing)
+    r = schema.execute_sync("{ users(first: 6) { id email } }",
+                            context_value=DemoContext(caller(OTHER), World(store)))
+    assert built == ["tracing"]  # the app's class still runs...
+    assert issubclass(schema.execution_context_class, Tracing)
+    emails = {u["id"]: u["email"] for u in r.data["users"]}  # ...and so does the guard
+    assert emails["u2"] == "user2@example.org" and emails["u6"] is None
+    assert "u3" not in emails  # a private profile: dropped
