@@ -7,7 +7,8 @@ import asyncio
 import inspect
 from typing import Any
 
-from graphql import GraphQLObjectType, default_field_resolver, execute, parse
+import pytest
+from graphql import GraphQLError, GraphQLObjectType, default_field_resolver, execute, parse
 
 from fieldguard.demo.context import DemoContext, caller_of
 from fieldguard.demo.data import Store
@@ -125,3 +126,29 @@ def test_interleaved_async_objects_keep_their_own_verdicts(guard: Guard,
 
     results = asyncio.run(run_all())
     assert [_outcome(r) for r in results] == expected * 3
+
+
+def test_an_undecided_object_is_decided_when_executed_and_a_failure_refuses(
+        shipped: Any, store: Store) -> None:
+    """An object that reaches execution without a batch decision (no list
+    filtered it) is decided on the spot; if that fails, every field of it
+    raises the failure instead of releasing anything."""
+    from tests.plugins.test_graphql_core import FailingEngine
+
+    for engine, expect in ((None, "decided"), (FailingEngine(shipped), "refused")):
+        guard = Guard(engine, policy=shipped) if engine else Guard(policy=shipped)
+        gg, run = _prepared(guard, store, caller(OTHER))
+        user_type = gg.schema.type_map["User"]
+        run.enforcer.bind(gg.schema, default_field_resolver)
+        stranger = store.user("u6")
+        table = run.enforcer.table_for(user_type, stranger, {})
+        if expect == "decided":
+            assert table.verdict is not None and table.verdict.visible
+            assert table.build("handle") is user_type.fields["handle"]
+        else:
+            field = table.fields["handle"]
+            with pytest.raises(GraphQLError) as err:
+                field.resolve(stranger, None)
+            assert err.value.extensions["code"] == "POLICY_UNAVAILABLE"
+            # one table per type and request, however many objects fail
+            assert run.enforcer.table_for(user_type, store.user("u7"), {}) is table

@@ -136,6 +136,7 @@ class FieldEnforcer:
         self.subjects: set[str] = set()
         self._withheld: dict[tuple[str, str], _Withheld] = {}
         self._tables: dict[GraphQLObjectType, Table] = {}
+        self._failed: dict[GraphQLObjectType, Table] = {}
         self._specs: dict[tuple[str, str], F.FieldSpec] = {}
         self._guards: dict[str, bool] = {}
         self._default_resolver: F.Resolver | None = None
@@ -188,10 +189,14 @@ class FieldEnforcer:
         return table
 
     def _failed_table(self, parent_type: GraphQLObjectType, exc: FieldGuardError) -> Table:
+        """Every field of an object whose decision failed raises that failure
+        (one table per type and request: a failing engine fails many objects)."""
         error = self.fail(exc)
-        table = Table(self, parent_type, None, True)
-        for name, definition in parent_type.fields.items():
-            table.fields[name] = F.substitute(definition, F.refusing(error))
+        table = self._failed.get(parent_type)
+        if table is None:
+            table = self._failed[parent_type] = Table(self, parent_type, None, True)
+            for name, definition in parent_type.fields.items():
+                table.fields[name] = F.substitute(definition, F.refusing(error))
         return table
 
     def _tally(self, table: Table, selection: Any) -> _Tally:
