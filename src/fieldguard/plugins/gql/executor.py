@@ -91,6 +91,10 @@ class GuardedExecutor(Executor):  # type: ignore[type-arg]
     executor_class=GuardedExecutor, fieldguard=enforcer)``) or from
     :data:`ACTIVE`. Without one, every field is refused: an executor that
     lost its plan releases nothing.
+
+    Only ``execute_fields`` activates a table. Mutation root fields run
+    through ``execute_fields_serially``, one by one and possibly across
+    awaits, so they use the per-type fallback table, which is just as strict.
     """
 
     fieldguard: FieldEnforcer | None
@@ -121,9 +125,6 @@ class GuardedExecutor(Executor):  # type: ignore[type-arg]
                                           grouped_field_set, position_context)
         finally:
             view._fg_current = saved
-
-    # Mutation root fields run one by one, possibly across awaits, so they
-    # are not given an active table: they use the per-type fallback table.
 
 
 _GUARDED: dict[type[Any], type[Any]] = {}
