@@ -383,6 +383,12 @@ class FieldEnforcer:
         if len(entry.paths) < self.MAX_PATHS:
             entry.paths.append(path)
 
+    def refuse_non_null(self, coord: str, reason: str) -> GraphQLError:
+        """The error to raise for a withheld value of a non-null field, so
+        null propagates to its parent (GraphQL spec); counted as withheld."""
+        self.count(coord, "deny", None)
+        return F.forbidden(coord, reason)
+
     def flush(self) -> None:
         """Fold the released/masked tallies into the session's exposure."""
         counts = self.counts

@@ -108,8 +108,7 @@ def denying(enforcer: FieldEnforcer, spec: FieldSpec, reason: str) -> Resolver:
     coord = spec.coord
     if spec.non_null:
         def deny_non_null(root: Any, info: Info, **args: Any) -> Any:
-            enforcer.count(coord, "deny", None)
-            raise forbidden(coord, reason)
+            raise enforcer.refuse_non_null(coord, reason)
 
         return deny_non_null
     withhold = enforcer.withhold
@@ -165,8 +164,7 @@ def checking(enforcer: FieldEnforcer, spec: FieldSpec) -> Resolver:
         if effect is None or effect.effect == "deny":
             reason = effect.reason if effect is not None else "object not visible"
             if spec.non_null:
-                enforcer.count(coord, "deny", None)
-                raise forbidden(coord, reason)
+                raise enforcer.refuse_non_null(coord, reason)
             return enforcer.withhold(coord, reason, info.path)
         mask = effect.mask if effect.effect == "mask" else None
         return enforcer.finish(spec, own(root, info, **args), info, mask, root)
